@@ -1,0 +1,324 @@
+#![allow(async_fn_in_trait)] // guests are single-threaded: no `Send` bounds wanted
+
+//! The two ports the registry talks through, mirroring `wit/registry.wit`.
+//!
+//! `MetadataStore` owns every row (packages, files, retention, holds, audit); `ObjectStore`
+//! owns bytes. Handlers orchestrate the two; neither knows the other. The traits use
+//! `async fn` (not object safe on purpose: adapters are chosen by an enum at start-up, so
+//! there is no dynamic dispatch cost and no boxing of streams).
+//!
+//! Every method that records a change also appends its audit event in the same
+//! transaction, so the audit chain can never miss a change that happened.
+
+use crate::model::{
+    AuditEvent, AuditEventType, File, Hold, Metadata, Package, PackageStatus, Page,
+    RetentionClass, RetentionEvent, StorageLocation, Timestamp,
+};
+use crate::error::DomainError;
+
+// ---------------------------------------------------------------------------------------
+// Object store
+// ---------------------------------------------------------------------------------------
+
+/// Why a backend call failed. Adapters map their protocol errors onto these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// The object does not exist.
+    #[error("object not found: {0}")]
+    NotFound(String),
+    /// The body grew past the configured limit; nothing was kept.
+    #[error("body larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The producer's body stream failed (disconnect, malformed framing); nothing was kept.
+    #[error("request body failed: {0}")]
+    Source(String),
+    /// The backend cannot serve now (unreachable, 5xx, throttled, bad credentials).
+    #[error("backend unavailable: {detail}")]
+    Unavailable {
+        detail: String,
+        retry_after_secs: u32,
+    },
+    /// The backend answered something we cannot interpret.
+    #[error("backend error: {0}")]
+    Backend(String),
+}
+
+/// A source of bytes read in bounded chunks (a request body, a multipart part, an object).
+pub trait ByteStream {
+    /// The next chunk, or `None` at the end. Chunks are never empty.
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError>;
+}
+
+/// What `put` learned while streaming: the bytes' digest and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutReceipt {
+    pub location: StorageLocation,
+    pub size_bytes: u64,
+    /// Lower-case hex sha256 of the bytes written.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutMetadata {
+    pub media_type: String,
+    /// `put` fails with `TooLarge` (and keeps nothing) past this many bytes.
+    pub max_bytes: u64,
+}
+
+/// An inclusive byte range, already resolved against the object's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end_inclusive: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackendHealth {
+    pub status: HealthStatus,
+    pub detail: String,
+}
+
+pub trait ObjectStore {
+    type Reader: ByteStream;
+
+    /// `kv` or `s3`: recorded with every storage location.
+    fn backend_id(&self) -> &str;
+
+    /// Streams `body` to `key`, hashing and counting on the way. On any error nothing is
+    /// left at `key`.
+    async fn put(
+        &self,
+        key: &str,
+        body: &mut impl ByteStream,
+        meta: &PutMetadata,
+    ) -> Result<PutReceipt, StorageError>;
+
+    /// Makes the bytes at `from` (a finished staging object) readable at `to` as well. Readers
+    /// never see `to` half-written. `from` is left in place (delete it separately).
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError>;
+
+    /// Streams the object (or the range of it).
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<Self::Reader, StorageError>;
+
+    /// A short-lived URL a client may GET directly, where the backend supports it.
+    async fn presign_get(&self, key: &str, expires_secs: u64)
+    -> Result<Option<String>, StorageError>;
+
+    /// `None` when the object does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
+
+    /// Idempotent: deleting a missing object succeeds.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    async fn health(&self) -> BackendHealth;
+}
+
+// ---------------------------------------------------------------------------------------
+// Metadata store
+// ---------------------------------------------------------------------------------------
+
+/// A metadata store failure that is not a domain rule: the database is unreachable or broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    /// A domain rule refused the change (maps to its `ErrorCode`).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type MetaResult<T> = Result<T, MetadataError>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPackage {
+    pub id: String,
+    pub name: String,
+    pub producer: String,
+    pub subject: String,
+    pub retention_class: RetentionClass,
+    pub metadata: Metadata,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub actor: String,
+}
+
+/// Filters of `GET /packages`. `producers` limits the result to what the caller may read
+/// (`None` = all).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PackageFilter {
+    pub producers: Option<Vec<String>>,
+    pub producer: Option<String>,
+    pub subject: Option<String>,
+    pub status: Option<PackageStatus>,
+    pub retention_class: Option<RetentionClass>,
+    pub name: Option<String>,
+    pub metadata: Vec<(String, String)>,
+    pub created_after: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// 1..=1000 (validated by the caller).
+    pub limit: u32,
+    /// Opaque cursor from a previous page.
+    pub cursor: Option<String>,
+}
+
+/// An upload in flight: recorded before any byte is written so that a crash leaves a
+/// trace the orphan sweep can follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub id: String,
+    pub package_id: String,
+    pub backend_id: String,
+    pub staging_key: String,
+    pub started_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobState {
+    /// The bytes are at the object key and may be referenced.
+    Present,
+    /// A sweep is deleting the bytes: do not reference them.
+    Deleting,
+}
+
+/// The last step of an upload: one transaction writes the file, its location, the blob
+/// reference and the `file_uploaded` audit event, and forgets the pending upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitUpload {
+    pub pending_id: String,
+    pub file: File,
+    pub location: StorageLocation,
+    pub actor: String,
+}
+
+/// A file together with where its bytes are and what its package allows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub file: File,
+    pub location: StorageLocation,
+    pub package_status: PackageStatus,
+    pub producer: String,
+    /// `true` once the package's bytes were deleted (downloads answer 410).
+    pub deleted: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub package_id: Option<String>,
+    pub event_type: Option<AuditEventType>,
+}
+
+/// An audit event before the store chains it (assigns `seq`, `prev_hash`, `hash`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditDraft {
+    pub event_type: AuditEventType,
+    pub package_id: Option<String>,
+    pub file_id: Option<String>,
+    pub actor: String,
+    pub details: serde_json::Value,
+}
+
+/// A package the sweeper claimed: nobody else works on it until `lease_until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepClaim {
+    pub package: Package,
+    /// `true` when this sweep moved it to `deleting` (records the eligible/requested events).
+    pub newly_deleting: bool,
+}
+
+pub trait MetadataStore {
+    /// Applies pending migrations; safe when several instances call it at once.
+    async fn migrate(&self) -> MetaResult<()>;
+    async fn health(&self) -> MetaResult<()>;
+
+    // packages
+    /// Inserts the package, its `default_rule_applied` retention event and `package_created`.
+    async fn create_package(&self, new: NewPackage) -> MetaResult<Package>;
+    /// The package with its holds (`deletion_eligible` is left false; the caller computes it).
+    async fn get_package(&self, id: &str) -> MetaResult<Option<Package>>;
+    async fn list_packages(&self, filter: &PackageFilter, page: &PageRequest)
+    -> MetaResult<Page<Package>>;
+    /// `open` -> `finalized` with `package_finalized`; a finalized package is returned as is.
+    async fn finalize_package(&self, id: &str, actor: &str, now: Timestamp) -> MetaResult<Package>;
+
+    // files
+    async fn begin_upload(&self, pending: &PendingUpload) -> MetaResult<()>;
+    /// Forgets a pending upload whose bytes were removed.
+    async fn abort_upload(&self, pending_id: &str) -> MetaResult<()>;
+    async fn blob_state(&self, backend_id: &str, object_key: &str) -> MetaResult<Option<BlobState>>;
+    /// Fails with `package_finalized`, `duplicate_path` or `not_found` and writes nothing.
+    async fn commit_upload(&self, commit: &CommitUpload) -> MetaResult<File>;
+    /// Files sorted by `relative_path`, with their locations.
+    async fn list_files(&self, package_id: &str) -> MetaResult<Vec<(File, StorageLocation)>>;
+    async fn get_file(&self, file_id: &str) -> MetaResult<Option<FileRecord>>;
+
+    // retention
+    async fn extend_retention(
+        &self,
+        package_id: &str,
+        new_expires_at: Timestamp,
+        reason: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> MetaResult<RetentionEvent>;
+    async fn apply_hold(&self, package_id: &str, reason: &str, actor: &str, now: Timestamp)
+    -> MetaResult<Hold>;
+    async fn release_hold(
+        &self,
+        package_id: &str,
+        hold_id: &str,
+        reason: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> MetaResult<Hold>;
+    async fn list_retention_events(&self, package_id: &str) -> MetaResult<Vec<RetentionEvent>>;
+
+    // audit
+    /// Appends one event on its own (for events that record no other change, e.g. downloads).
+    async fn append_audit(&self, draft: AuditDraft) -> MetaResult<AuditEvent>;
+    async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest)
+    -> MetaResult<Page<AuditEvent>>;
+    /// Events in `seq` order after `after_seq`, at most `limit` (for chain verification).
+    async fn audit_range(&self, after_seq: u64, limit: u32) -> MetaResult<Vec<AuditEvent>>;
+
+    // sweeps
+    /// Claims up to `limit` packages that are deletion eligible at `now` (or already
+    /// `deleting` and whose lease ran out), moving them to `deleting` with their events.
+    async fn claim_for_deletion(
+        &self,
+        now: Timestamp,
+        open_ttl_secs: i64,
+        limit: u32,
+        lease_secs: i64,
+        sweeper: &str,
+    ) -> MetaResult<Vec<SweepClaim>>;
+    /// Object keys of the package that no live file of another package references, each
+    /// marked `deleting` so no new upload references them meanwhile. Fails with
+    /// `hold_active` when a hold was applied since the claim.
+    async fn objects_to_delete(&self, package_id: &str)
+    -> MetaResult<Vec<StorageLocation>>;
+    /// Forgets a blob whose bytes are gone.
+    async fn forget_blob(&self, location: &StorageLocation) -> MetaResult<()>;
+    /// Marks files and package `deleted`, records `deleted` and `deletion_completed`.
+    async fn complete_deletion(&self, package_id: &str, actor: &str, now: Timestamp)
+    -> MetaResult<()>;
+    /// Records `deletion_failed`; the package stays `deleting` for the next sweep.
+    async fn fail_deletion(&self, package_id: &str, actor: &str, detail: &str) -> MetaResult<()>;
+    /// Pending uploads started before `before` (their bytes may be orphans).
+    async fn stale_uploads(&self, before: Timestamp, limit: u32) -> MetaResult<Vec<PendingUpload>>;
+}
