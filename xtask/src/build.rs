@@ -1,0 +1,151 @@
+//! Build, run and test: the steps behind `cargo xtask build|up|test`.
+
+use crate::services::{self, S3Env};
+use crate::{S3Server, token};
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Every component in `spin.toml`, built for wasm32-wasip2.
+pub const COMPONENTS: [&str; 8] = [
+    "ops",
+    "packages",
+    "ingest",
+    "download",
+    "retention",
+    "audit",
+    "admin",
+    "sweeper",
+];
+
+/// The native crates whose tests `cargo xtask test` runs.
+const TESTED_CRATES: [&str; 5] = [
+    "artifact-store-core",
+    "artifact-store-handlers",
+    "harness",
+    "artifact-store-tests",
+    "xtask",
+];
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the repo root")
+        .to_path_buf()
+}
+
+pub fn step(msg: &str) {
+    eprintln!("==> {msg}");
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(repo_root());
+    cmd
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// `rustup target add wasm32-wasip2` when the target is missing.
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is needed to add the wasm32-wasip2 target")?;
+    if !String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-wasip2")
+    {
+        step("installing the wasm32-wasip2 target");
+        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    }
+    Ok(())
+}
+
+pub fn build_components() -> Result<()> {
+    ensure_wasm_target()?;
+    step("building the wasm components (release, wasm32-wasip2)");
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--target", "wasm32-wasip2"]);
+    for c in COMPONENTS {
+        cmd.args(["-p", c]);
+    }
+    run(&mut cmd)
+}
+
+fn build_harness() -> Result<()> {
+    step("building the harness");
+    run(cargo().args(["build", "-p", "harness", "--bin", "harness"]))
+}
+
+pub fn build_all() -> Result<()> {
+    build_components()?;
+    build_harness()
+}
+
+pub fn up(listen: &str, new_token: bool, extra: &[String]) -> Result<()> {
+    build_all()?;
+    let root = repo_root();
+    let state_dir = root.join(".spin");
+    std::fs::create_dir_all(&state_dir)?;
+    let auth_tokens = token::local_operator(&state_dir, new_token)?;
+    step(&format!("serving on http://{listen} (Ctrl-C stops)"));
+    let mut cmd = Command::new(root.join("target/debug/harness"));
+    cmd.current_dir(&root).args([
+        "up",
+        "--from",
+        "spin.toml",
+        "--state-dir",
+        ".spin",
+        "--listen",
+        listen,
+        "--variable",
+    ]);
+    cmd.arg(format!("auth_tokens={auth_tokens}"));
+    for v in extra {
+        cmd.args(["--variable", v]);
+    }
+    run(&mut cmd)
+}
+
+pub fn test(s3: S3Server, cargo_args: &[String]) -> Result<()> {
+    build_components()?;
+    services::ensure_postgres()?;
+    let s3_env = services::start_s3(s3)?;
+    let result = run_tests(s3_env.as_ref(), cargo_args);
+    if let Some(env) = s3_env {
+        env.stop_if_started();
+    }
+    result
+}
+
+fn run_tests(s3: Option<&S3Env>, cargo_args: &[String]) -> Result<()> {
+    step("running the test suite");
+    let mut cmd = cargo();
+    cmd.arg("test");
+    for c in TESTED_CRATES {
+        cmd.args(["-p", c]);
+    }
+    match s3 {
+        Some(env) => {
+            for (k, v) in &env.vars {
+                cmd.env(k, v);
+            }
+        }
+        None => {
+            cmd.env("ARTIFACT_STORE_NO_S3", "1");
+        }
+    }
+    if !cargo_args.is_empty() {
+        cmd.arg("--").args(cargo_args);
+    }
+    run(&mut cmd)
+}

@@ -1,0 +1,110 @@
+//! The real services the tests talk to: PostgreSQL (already installed on these machines,
+//! started if down) and an S3-compatible server started by the scripts in `../shared/s3/`.
+
+use crate::S3Server;
+use crate::build::{repo_root, run, step};
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// `S3_*` variables printed by a start script, and whether this run started the server.
+pub struct S3Env {
+    pub vars: Vec<(String, String)>,
+    stop_script: PathBuf,
+    started_here: bool,
+}
+
+impl S3Env {
+    pub fn stop_if_started(self) {
+        if self.started_here {
+            step(&format!("stopping the S3 server ({})", self.stop_script.display()));
+            let _ = Command::new("bash").arg(&self.stop_script).status();
+        }
+    }
+}
+
+fn shared_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("ARTIFACT_STORE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared"));
+    if !dir.join("s3").is_dir() {
+        bail!(
+            "{}/s3 not found: the S3 start scripts live in ../shared beside the repo \
+             (or set ARTIFACT_STORE_SHARED)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Starts the chosen S3 server (idempotent scripts) and reads its `S3_*` lines.
+pub fn start_s3(server: S3Server) -> Result<Option<S3Env>> {
+    let (start, stop, probe) = match server {
+        S3Server::None => return Ok(None),
+        S3Server::Ceph => ("start-ceph.sh", "stop-ceph.sh", "radosgw"),
+        S3Server::Garage => ("start-garage.sh", "stop-garage.sh", "garage"),
+    };
+    let dir = shared_dir()?.join("s3");
+    let already_up = Command::new("pgrep")
+        .args(["-x", probe])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    step(&format!("starting the S3 server ({start})"));
+    let out = Command::new("bash")
+        .arg(dir.join(start))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {start}"))?;
+    if !out.status.success() {
+        bail!("{start} failed ({})", out.status);
+    }
+    let vars = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect::<Vec<_>>();
+    if !vars.iter().any(|(k, _)| k == "S3_ENDPOINT") {
+        bail!("{start} printed no S3_ENDPOINT");
+    }
+    Ok(Some(S3Env {
+        vars,
+        stop_script: dir.join(stop),
+        started_here: !already_up,
+    }))
+}
+
+/// PostgreSQL runs on these machines; start the cluster if it is down.
+pub fn ensure_postgres() -> Result<()> {
+    if pg_ready() {
+        return Ok(());
+    }
+    step("starting PostgreSQL");
+    let version = std::fs::read_dir("/etc/postgresql")
+        .context("PostgreSQL is not installed (/etc/postgresql missing)")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .max()
+        .context("no PostgreSQL cluster in /etc/postgresql")?;
+    run(Command::new("pg_ctlcluster").args([
+        "--skip-systemctl-redirect",
+        &version,
+        "main",
+        "start",
+    ]))?;
+    for _ in 0..50 {
+        if pg_ready() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    bail!("PostgreSQL did not become ready on 127.0.0.1:5432")
+}
+
+fn pg_ready() -> bool {
+    Command::new("pg_isready")
+        .args(["-h", "127.0.0.1", "-p", "5432", "-q"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
