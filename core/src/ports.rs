@@ -10,11 +10,11 @@
 //! Every method that records a change also appends its audit event in the same
 //! transaction, so the audit chain can never miss a change that happened.
 
-use crate::model::{
-    AuditEvent, AuditEventType, File, Hold, Metadata, Package, PackageStatus, Page,
-    RetentionClass, RetentionEvent, StorageLocation, Timestamp,
-};
 use crate::error::DomainError;
+use crate::model::{
+    AuditEvent, AuditEventType, File, Hold, Metadata, Package, PackageStatus, Page, RetentionClass,
+    RetentionEvent, StorageLocation, Timestamp,
+};
 
 // ---------------------------------------------------------------------------------------
 // Object store
@@ -113,8 +113,11 @@ pub trait ObjectStore {
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<Self::Reader, StorageError>;
 
     /// A short-lived URL a client may GET directly, where the backend supports it.
-    async fn presign_get(&self, key: &str, expires_secs: u64)
-    -> Result<Option<String>, StorageError>;
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires_secs: u64,
+    ) -> Result<Option<String>, StorageError>;
 
     /// `None` when the object does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
@@ -251,8 +254,11 @@ pub trait MetadataStore {
     async fn create_package(&self, new: NewPackage) -> MetaResult<Package>;
     /// The package with its holds (`deletion_eligible` is left false; the caller computes it).
     async fn get_package(&self, id: &str) -> MetaResult<Option<Package>>;
-    async fn list_packages(&self, filter: &PackageFilter, page: &PageRequest)
-    -> MetaResult<Page<Package>>;
+    async fn list_packages(
+        &self,
+        filter: &PackageFilter,
+        page: &PageRequest,
+    ) -> MetaResult<Page<Package>>;
     /// `open` -> `finalized` with `package_finalized`; a finalized package is returned as is.
     async fn finalize_package(&self, id: &str, actor: &str, now: Timestamp) -> MetaResult<Package>;
 
@@ -260,7 +266,8 @@ pub trait MetadataStore {
     async fn begin_upload(&self, pending: &PendingUpload) -> MetaResult<()>;
     /// Forgets a pending upload whose bytes were removed.
     async fn abort_upload(&self, pending_id: &str) -> MetaResult<()>;
-    async fn blob_state(&self, backend_id: &str, object_key: &str) -> MetaResult<Option<BlobState>>;
+    async fn blob_state(&self, backend_id: &str, object_key: &str)
+    -> MetaResult<Option<BlobState>>;
     /// Fails with `package_finalized`, `duplicate_path` or `not_found` and writes nothing.
     async fn commit_upload(&self, commit: &CommitUpload) -> MetaResult<File>;
     /// Files sorted by `relative_path`, with their locations.
@@ -276,8 +283,13 @@ pub trait MetadataStore {
         actor: &str,
         now: Timestamp,
     ) -> MetaResult<RetentionEvent>;
-    async fn apply_hold(&self, package_id: &str, reason: &str, actor: &str, now: Timestamp)
-    -> MetaResult<Hold>;
+    async fn apply_hold(
+        &self,
+        package_id: &str,
+        reason: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> MetaResult<Hold>;
     async fn release_hold(
         &self,
         package_id: &str,
@@ -291,8 +303,11 @@ pub trait MetadataStore {
     // audit
     /// Appends one event on its own (for events that record no other change, e.g. downloads).
     async fn append_audit(&self, draft: AuditDraft) -> MetaResult<AuditEvent>;
-    async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest)
-    -> MetaResult<Page<AuditEvent>>;
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> MetaResult<Page<AuditEvent>>;
     /// Events in `seq` order after `after_seq`, at most `limit` (for chain verification).
     async fn audit_range(&self, after_seq: u64, limit: u32) -> MetaResult<Vec<AuditEvent>>;
 
@@ -310,13 +325,16 @@ pub trait MetadataStore {
     /// Object keys of the package that no live file of another package references, each
     /// marked `deleting` so no new upload references them meanwhile. Fails with
     /// `hold_active` when a hold was applied since the claim.
-    async fn objects_to_delete(&self, package_id: &str)
-    -> MetaResult<Vec<StorageLocation>>;
+    async fn objects_to_delete(&self, package_id: &str) -> MetaResult<Vec<StorageLocation>>;
     /// Forgets a blob whose bytes are gone.
     async fn forget_blob(&self, location: &StorageLocation) -> MetaResult<()>;
     /// Marks files and package `deleted`, records `deleted` and `deletion_completed`.
-    async fn complete_deletion(&self, package_id: &str, actor: &str, now: Timestamp)
-    -> MetaResult<()>;
+    async fn complete_deletion(
+        &self,
+        package_id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> MetaResult<()>;
     /// Records `deletion_failed`; the package stays `deleting` for the next sweep.
     async fn fail_deletion(&self, package_id: &str, actor: &str, detail: &str) -> MetaResult<()>;
     /// Pending uploads started before `before` (their bytes may be orphans).

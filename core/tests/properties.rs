@@ -1,0 +1,371 @@
+//! Property tests of the rules whose failure would lose or expose evidence: retention,
+//! relative paths, manifest determinism and the audit chain.
+
+use artifact_store_core::audit::{self, ChainVerifier};
+use artifact_store_core::manifest;
+use artifact_store_core::model::{
+    AuditEvent, AuditEventType, File, Hold, Package, PackageStatus, RetentionClass,
+    StorageLocation, Timestamp,
+};
+use artifact_store_core::ports::AuditDraft;
+use artifact_store_core::retention::{self, RetentionFacts, RetentionRules};
+use artifact_store_core::{content, time, validate};
+use proptest::prelude::*;
+use proptest::sample::select;
+
+/// Whole-second timestamps between 1970 and 2100.
+fn ts() -> impl Strategy<Value = Timestamp> {
+    (0i64..4_102_444_800).prop_map(|s| time::from_epoch(s).unwrap())
+}
+
+fn class() -> impl Strategy<Value = RetentionClass> {
+    select(RetentionClass::ALL.to_vec())
+}
+
+fn status() -> impl Strategy<Value = PackageStatus> {
+    select(vec![
+        PackageStatus::Open,
+        PackageStatus::Finalized,
+        PackageStatus::Deleting,
+        PackageStatus::Deleted,
+    ])
+}
+
+fn hold(active: bool) -> impl Strategy<Value = Hold> {
+    (ts(), ts()).prop_map(move |(c, r)| Hold {
+        id: "h".into(),
+        package_id: "p".into(),
+        reason: "r".into(),
+        created_by: "op".into(),
+        created_at: c,
+        released_at: (!active).then_some(r),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Retention
+// ---------------------------------------------------------------------------------------
+
+proptest! {
+    #[test]
+    fn never_eligible_while_a_hold_is_active(
+        status in status(),
+        class in class(),
+        created_at in ts(),
+        expires_at in proptest::option::of(ts()),
+        now in ts(),
+        ttl in 0i64..10_000_000,
+        released in proptest::collection::vec(hold(false), 0..3),
+        active in proptest::collection::vec(hold(true), 1..3),
+        split in any::<prop::sample::Index>(),
+    ) {
+        let facts = RetentionFacts { status, retention_class: class, created_at, expires_at };
+        let mut holds = released.clone();
+        let at = split.index(holds.len() + 1);
+        holds.splice(at..at, active);
+        prop_assert!(!retention::deletion_eligible(&facts, &holds, now, ttl));
+        // And the rule is not vacuous: without the active ones, an expired finalized
+        // package is eligible.
+        let expired = RetentionFacts {
+            status: PackageStatus::Finalized,
+            retention_class: RetentionClass::Transient,
+            created_at,
+            expires_at: Some(now),
+        };
+        prop_assert!(retention::deletion_eligible(&expired, &released, now, ttl));
+    }
+
+    #[test]
+    fn extensions_only_move_later(current in ts(), new in ts(), class in class()) {
+        let r = retention::check_extension(Some(current), new, class);
+        if class == RetentionClass::PermanentRecord {
+            prop_assert!(r.is_err());
+        } else {
+            prop_assert_eq!(r.is_ok(), new > current);
+        }
+    }
+
+    #[test]
+    fn expires_at_is_monotonic_in_created_at(
+        a in ts(),
+        b in ts(),
+        class in class(),
+        rule in proptest::option::of(0i64..=retention::MAX_RULE_SECS),
+    ) {
+        let rules = RetentionRules::from_overrides(|k| {
+            (class != RetentionClass::PermanentRecord && k == RetentionRules::variable_name(class))
+                .then(|| rule.map(|r| r.to_string()).unwrap_or_default())
+        })
+        .unwrap();
+        let (early, late) = if a <= b { (a, b) } else { (b, a) };
+        let (e1, e2) = (rules.expires_at(class, early), rules.expires_at(class, late));
+        prop_assert!(e1 <= e2);
+        if let Some(e) = e1 {
+            prop_assert!(e >= early);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Relative paths
+// ---------------------------------------------------------------------------------------
+
+/// A valid segment: never `.`/`..`, may contain dots, `%2e`, spaces, unicode.
+fn segment() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9._%~ éü-]{1,16}".prop_filter("not . or ..", |s| s != "." && s != "..")
+}
+
+fn valid_path() -> impl Strategy<Value = String> {
+    proptest::collection::vec(segment(), 1..6)
+        .prop_map(|segs| segs.join("/"))
+        .prop_filter("no drive prefix", |p| {
+            let b = p.as_bytes();
+            !(b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
+        })
+}
+
+/// A way to make a valid path dangerous.
+fn trick() -> impl Strategy<Value = &'static str> {
+    select(vec![
+        "..",
+        ".",
+        "",
+        "\\",
+        "..\\..",
+        "a\\b",
+        "\0",
+        "\n",
+        "\r",
+        "\t",
+        "\u{7f}",
+        "\u{85}",
+        "\u{1b}[31m",
+        "./",
+        "//",
+        "/../",
+        "C:",
+    ])
+}
+
+proptest! {
+    #[test]
+    fn valid_paths_are_accepted_unchanged(p in valid_path()) {
+        prop_assert!(validate::relative_path(&p).is_ok(), "{:?}", p);
+        let json = serde_json::to_string(&p).unwrap();
+        prop_assert_eq!(serde_json::from_str::<String>(&json).unwrap(), p.clone());
+        prop_assert_eq!(p.split('/').collect::<Vec<_>>().join("/"), p);
+    }
+
+    #[test]
+    fn traversal_tricks_are_rejected(
+        segs in proptest::collection::vec(segment(), 1..5),
+        t in trick(),
+        at in any::<prop::sample::Index>(),
+        leading_slash in any::<bool>(),
+    ) {
+        // Insert the trick as its own segment (or inside one for characters).
+        let mut s = segs.clone();
+        let i = at.index(s.len() + 1);
+        if matches!(t, ".." | "." | "" | "./" | "//" | "/../" | "C:") {
+            s.insert(i, t.to_string());
+            if t == "C:" { s.insert(0, "C:".into()); }
+        } else {
+            let j = i.min(s.len() - 1);
+            s[j] = format!("{}{t}", s[j]);
+        }
+        let mut p = s.join("/");
+        if leading_slash { p.insert(0, '/'); }
+        prop_assert!(validate::relative_path(&p).is_err(), "accepted {:?}", p);
+    }
+
+    #[test]
+    fn percent_encoding_is_literal(segs in proptest::collection::vec(segment(), 0..3)) {
+        let mut s = segs.clone();
+        s.push("%2e%2e".into());
+        prop_assert!(validate::relative_path(&s.join("/")).is_ok());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Manifest determinism
+// ---------------------------------------------------------------------------------------
+
+fn package(holds: Vec<Hold>) -> Package {
+    let t = time::parse("2026-11-28T12:00:00Z").unwrap();
+    Package {
+        id: "p".into(),
+        name: "n".into(),
+        producer: "ci".into(),
+        subject: "s".into(),
+        retention_class: RetentionClass::SummaryEvidence,
+        status: PackageStatus::Finalized,
+        created_at: t,
+        finalized_at: Some(t),
+        expires_at: Some(t),
+        metadata: serde_json::from_value(serde_json::json!({"b": 1, "a": {"y": 2, "x": 3}}))
+            .unwrap(),
+        file_count: 0,
+        total_bytes: 0,
+        holds,
+        deletion_eligible: false,
+    }
+}
+
+fn files() -> impl Strategy<Value = Vec<(File, StorageLocation)>> {
+    proptest::collection::btree_map(valid_path(), (any::<[u8; 32]>(), 0u64..1 << 40), 0..12)
+        .prop_map(|m| {
+            m.into_iter()
+                .enumerate()
+                .map(|(i, (path, (digest, size)))| {
+                    let sha = hex::encode(digest);
+                    (
+                        File {
+                            id: format!("f{i}"),
+                            package_id: "p".into(),
+                            relative_path: path,
+                            media_type: "application/octet-stream".into(),
+                            size_bytes: size,
+                            sha256: sha.clone(),
+                            created_at: time::from_epoch(i as i64).unwrap(),
+                        },
+                        StorageLocation {
+                            backend_id: "kv".into(),
+                            object_key: content::object_key("", &sha),
+                        },
+                    )
+                })
+                .collect()
+        })
+}
+
+proptest! {
+    #[test]
+    fn manifest_bytes_do_not_depend_on_input_order(
+        (files, shuffled) in files().prop_flat_map(|f| (Just(f.clone()), Just(f).prop_shuffle())),
+        holds in proptest::collection::vec(hold(true), 0..3).prop_flat_map(|h| (Just(h.clone()), Just(h).prop_shuffle())),
+    ) {
+        let holds: Vec<Hold> = holds.0.into_iter().enumerate().map(|(i, mut h)| { h.id = format!("h{i}"); h }).collect();
+        let mut shuffled_holds = holds.clone();
+        shuffled_holds.reverse();
+        let a = manifest::build(&package(holds), &files, &[]);
+        let b = manifest::build(&package(shuffled_holds), &shuffled, &[]);
+        prop_assert_eq!(&a.bytes, &b.bytes);
+        prop_assert_eq!(&a.sha256, &b.sha256);
+        prop_assert!(manifest::verify(&a.value));
+        let paths: Vec<&str> = a.value["files"].as_array().unwrap().iter().map(|f| f["relative_path"].as_str().unwrap()).collect();
+        let mut sorted = paths.clone();
+        sorted.sort();
+        prop_assert_eq!(paths, sorted);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit chain
+// ---------------------------------------------------------------------------------------
+
+fn ascii(max: usize) -> impl Strategy<Value = String> {
+    proptest::string::string_regex(&format!("[ -~]{{1,{max}}}")).unwrap()
+}
+
+fn chain() -> impl Strategy<Value = Vec<AuditEvent>> {
+    let draft = (
+        select(AuditEventType::ALL.to_vec()),
+        proptest::option::of(ascii(12)),
+        proptest::option::of(ascii(12)),
+        ascii(12),
+        ascii(20),
+    );
+    proptest::collection::vec((draft, ts()), 1..12).prop_map(|drafts| {
+        let mut out: Vec<AuditEvent> = Vec::new();
+        for (i, ((event_type, package_id, file_id, actor, note), t)) in
+            drafts.into_iter().enumerate()
+        {
+            let d = AuditDraft {
+                event_type,
+                package_id,
+                file_id,
+                actor,
+                details: serde_json::json!({"note": note, "n": i}),
+            };
+            out.push(audit::chain_next(out.last(), &d, format!("e{i}"), t));
+        }
+        out
+    })
+}
+
+/// Flips one bit (keeping ASCII valid UTF-8) of byte `at` of `s`.
+fn flip(s: &mut String, at: prop::sample::Index) {
+    let mut b = std::mem::take(s).into_bytes();
+    if b.is_empty() {
+        b.push(b'x');
+    } else {
+        let i = at.index(b.len());
+        b[i] ^= if b[i] < 0x80 { 0x01 } else { 0x00 };
+    }
+    *s = String::from_utf8(b).expect("ASCII stays UTF-8");
+}
+
+fn tamper(e: &mut AuditEvent, field: usize, at: prop::sample::Index) {
+    match field {
+        0 => flip(&mut e.id, at),
+        1 => e.seq ^= 1 << at.index(8),
+        2 => {
+            let i = AuditEventType::ALL
+                .iter()
+                .position(|t| *t == e.event_type)
+                .unwrap();
+            e.event_type = AuditEventType::ALL[(i + 1 + at.index(12)) % 13];
+        }
+        3 => match &mut e.package_id {
+            Some(p) => flip(p, at),
+            None => e.package_id = Some(String::new()),
+        },
+        4 => match &mut e.file_id {
+            Some(p) => flip(p, at),
+            None => e.file_id = Some("f".into()),
+        },
+        5 => flip(&mut e.actor, at),
+        6 => e.created_at = time::add_secs(e.created_at, 1 + at.index(100) as i64).unwrap(),
+        7 => {
+            let mut note = e.details["note"].as_str().unwrap().to_string();
+            flip(&mut note, at);
+            e.details["note"] = serde_json::json!(note);
+        }
+        8 => flip(&mut e.prev_hash, at),
+        _ => flip(&mut e.hash, at),
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_tampering_is_found_at_or_before_the_event(
+        chain in chain(),
+        which in any::<prop::sample::Index>(),
+        field in 0usize..10,
+        at in any::<prop::sample::Index>(),
+    ) {
+        let mut v = ChainVerifier::new();
+        chain.iter().for_each(|e| v.feed(e));
+        prop_assert!(v.report().valid);
+        prop_assert_eq!(v.report().events_checked, chain.len() as u64);
+
+        let i = which.index(chain.len());
+        let mut bad = chain.clone();
+        tamper(&mut bad[i], field, at);
+        prop_assume!(bad[i] != chain[i]);
+        // Feed one by one: the position where the verifier first objects.
+        let mut v = ChainVerifier::new();
+        let mut pos = None;
+        for (k, e) in bad.iter().enumerate() {
+            v.feed(e);
+            if v.is_done() && pos.is_none() {
+                pos = Some(k);
+            }
+        }
+        let report = v.report();
+        prop_assert!(!report.valid);
+        let pos = pos.unwrap();
+        prop_assert_eq!(report.first_invalid_id.as_deref(), Some(bad[pos].id.as_str()));
+        prop_assert!(pos <= i, "tampered {} (field {}), reported {}", i, field, pos);
+    }
+}

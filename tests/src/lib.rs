@@ -1,0 +1,540 @@
+//! Test support for the black-box suite: the real app, served by the real `harness` binary
+//! as a child process, talked to over real HTTP.
+//!
+//! A child process (not the harness library in-process) because several tests need what
+//! only a process gives: its own peak memory to measure, a kill in the middle of work, and
+//! two instances side by side on one database. Each `TestApp` gets its own state dir,
+//! PostgreSQL database and S3 key prefix, so tests run in parallel without seeing each
+//! other.
+
+pub mod proxy;
+pub mod s3;
+pub mod services;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use services::{pg_admin_url, s3_env};
+
+/// Where metadata lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    Sqlite,
+    Postgres,
+}
+
+/// Where bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bytes {
+    Kv,
+    S3,
+}
+
+/// One deployment shape the suite runs against.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub metadata: Metadata,
+    pub bytes: Bytes,
+    /// Extra `name=value` variables (retention rules in seconds, size limits ...).
+    pub variables: Vec<(String, String)>,
+}
+
+impl Config {
+    pub fn new(metadata: Metadata, bytes: Bytes) -> Config {
+        Config {
+            metadata,
+            bytes,
+            variables: Vec::new(),
+        }
+    }
+
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> Config {
+        self.variables.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// The tokens every test app knows, by the role they carry.
+#[derive(Clone)]
+pub struct Tokens {
+    pub operator: String,
+    /// producer for `guide-board`
+    pub producer: String,
+    /// producer for `other-team`
+    pub other_producer: String,
+    /// reader of `guide-board`
+    pub reader: String,
+    /// reader of everything (`*`)
+    pub reader_all: String,
+}
+
+pub const PRODUCER: &str = "guide-board";
+pub const OTHER_PRODUCER: &str = "other-team";
+
+impl Tokens {
+    fn new() -> Tokens {
+        let t = |name: &str| format!("test_{name}_{}", uuid::Uuid::now_v7().simple());
+        Tokens {
+            operator: t("operator"),
+            producer: t("producer"),
+            other_producer: t("other"),
+            reader: t("reader"),
+            reader_all: t("reader_all"),
+        }
+    }
+
+    fn variable(&self) -> String {
+        let entry = |token: &str, principal: &str, roles: &[&str], producers: &[&str]| {
+            json!({
+                "token_sha256": hex::encode(Sha256::digest(token.as_bytes())),
+                "principal": principal,
+                "roles": roles,
+                "producers": producers,
+            })
+        };
+        json!([
+            entry(&self.operator, "ops-team", &["operator"], &[]),
+            entry(&self.producer, "ci-bot", &["producer"], &[PRODUCER]),
+            entry(&self.other_producer, "other-bot", &["producer"], &[OTHER_PRODUCER]),
+            entry(&self.reader, "auditor", &["reader"], &[PRODUCER]),
+            entry(&self.reader_all, "archivist", &["reader"], &["*"]),
+        ])
+        .to_string()
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repo root")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// The `harness` binary; `cargo xtask test` builds it before the tests run.
+pub fn harness_bin() -> PathBuf {
+    target_dir().join("debug/harness")
+}
+
+/// A running app: a `harness up` child process serving `spin.toml`.
+pub struct TestApp {
+    pub config: Config,
+    pub tokens: Tokens,
+    pub base_url: String,
+    pub state_dir: PathBuf,
+    pub http: reqwest::Client,
+    /// The PostgreSQL database of this app (metadata = postgres).
+    pub pg_database: Option<String>,
+    /// The S3 key prefix of this app (bytes = s3).
+    pub s3_prefix: Option<String>,
+    child: Option<Child>,
+    vars: Vec<(String, String)>,
+}
+
+impl TestApp {
+    /// Starts an app, or `None` (with the reason printed) when its S3 server is not available
+    /// and `ARTIFACT_STORE_NO_S3` says that is expected.
+    pub async fn start(config: Config) -> Result<Option<TestApp>> {
+        let tokens = Tokens::new();
+        let state_dir = std::env::temp_dir().join(format!(
+            "artifact-store-test-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::create_dir_all(&state_dir)?;
+        let mut vars = vec![("auth_tokens".to_string(), tokens.variable())];
+        let mut pg_database = None;
+        let mut s3_prefix = None;
+        if config.metadata == Metadata::Postgres {
+            let db = services::create_pg_database().await?;
+            vars.push(("metadata_store".into(), "postgres".into()));
+            vars.push(("postgres_url".into(), services::pg_url(&db)));
+            pg_database = Some(db);
+        }
+        if config.bytes == Bytes::S3 {
+            let Some(env) = s3_env()? else {
+                eprintln!("SKIP: no S3 server (ARTIFACT_STORE_NO_S3 is set)");
+                return Ok(None);
+            };
+            let prefix = format!("t-{}/", uuid::Uuid::now_v7().simple());
+            vars.extend(env.variables(&prefix));
+            vars.push(("default_backend".into(), "s3".into()));
+            s3_prefix = Some(prefix);
+        }
+        vars.extend(config.variables.iter().cloned());
+        let mut app = TestApp {
+            config,
+            tokens,
+            base_url: String::new(),
+            state_dir,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            pg_database,
+            s3_prefix,
+            child: None,
+            vars,
+        };
+        app.spawn().await?;
+        Ok(Some(app))
+    }
+
+    /// Starts the harness on a fresh port (first start, or after `kill`).
+    pub async fn spawn(&mut self) -> Result<()> {
+        let bin = harness_bin();
+        if !bin.exists() {
+            bail!(
+                "{} is missing: run the suite with `cargo xtask test` (it builds the harness and the components)",
+                bin.display()
+            );
+        }
+        let port = free_port()?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state_dir.join("harness.log"))?;
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(repo_root())
+            .args(["up", "--from", "spin.toml", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (k, v) in &self.vars {
+            cmd.arg("--variable").arg(format!("{k}={v}"));
+        }
+        self.child = Some(cmd.spawn().context("starting the harness")?);
+        self.base_url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Ok(r) = self.http.get(self.url("/health")).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
+                bail!("harness exited ({status}):\n{}", self.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!("harness not healthy after 180 s:\n{}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A second instance of the same deployment (same variables, tokens, database and
+    /// bucket prefix) in its own process and state dir: a shared deployment.
+    pub async fn sibling(&self) -> Result<TestApp> {
+        let state_dir = std::env::temp_dir().join(format!(
+            "artifact-store-test-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::create_dir_all(&state_dir)?;
+        let mut app = TestApp {
+            config: self.config.clone(),
+            tokens: self.tokens.clone(),
+            base_url: String::new(),
+            state_dir,
+            http: self.http.clone(),
+            // The first instance owns (and drops) the database.
+            pg_database: None,
+            s3_prefix: self.s3_prefix.clone(),
+            child: None,
+            vars: self.vars.clone(),
+        };
+        app.spawn().await?;
+        Ok(app)
+    }
+
+    /// Kills the harness process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The harness process's current resident set size (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        proc_status_kib(self.pid()?, "VmRSS:")
+    }
+
+    /// Resets the harness process's peak RSS (VmHWM) to its current RSS, so a later
+    /// `peak_rss_kib` measures only what came after (Linux `clear_refs`, value 5).
+    pub fn reset_peak_rss(&self) -> Result<()> {
+        let pid = self.pid().context("harness not running")?;
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+            .context("resetting the peak RSS (needs Linux clear_refs)")
+    }
+
+    /// The harness process's peak resident set size (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        proc_status_kib(self.pid()?, "VmHWM:")
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.state_dir.join("harness.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// The app's SQLite metadata database (metadata = sqlite).
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.state_dir.join("sqlite_db.db")
+    }
+
+    // --- requests ---------------------------------------------------------------------
+
+    pub fn req(&self, method: reqwest::Method, token: Option<&str>, path: &str) -> reqwest::RequestBuilder {
+        let mut b = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            b = b.bearer_auth(t);
+        }
+        b
+    }
+
+    pub async fn get_json(&self, token: &str, path: &str) -> Result<(u16, Value)> {
+        let r = self.req(reqwest::Method::GET, Some(token), path).send().await?;
+        read_json(r).await
+    }
+
+    pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let r = self
+            .req(reqwest::Method::POST, Some(token), path)
+            .json(body)
+            .send()
+            .await?;
+        read_json(r).await
+    }
+
+    /// Creates a `guide-board` package as the producer and returns its JSON.
+    pub async fn create_package(&self, name: &str, class: &str) -> Result<Value> {
+        self.create_package_as(&self.tokens.producer, PRODUCER, name, class, json!({}))
+            .await
+    }
+
+    pub async fn create_package_as(
+        &self,
+        token: &str,
+        producer: &str,
+        name: &str,
+        class: &str,
+        metadata: Value,
+    ) -> Result<Value> {
+        let (status, body) = self
+            .post_json(
+                token,
+                "/packages",
+                &json!({"name": name, "producer": producer, "subject": "run 42",
+                        "retention_class": class, "metadata": metadata}),
+            )
+            .await?;
+        if status != 201 {
+            bail!("create package: {status} {body}\n{}", self.log_tail());
+        }
+        Ok(body)
+    }
+
+    /// Raw PUT upload of `bytes` to `path` in package `id`.
+    pub async fn put_file(&self, token: &str, id: &str, path: &str, bytes: Vec<u8>) -> Result<(u16, Value)> {
+        let r = self
+            .req(reqwest::Method::PUT, Some(token), &format!("/packages/{id}/files/{path}"))
+            .header("content-type", media_type_for(path))
+            .header("x-artifact-sha256", sha256_hex(&bytes))
+            .body(bytes)
+            .send()
+            .await?;
+        read_json(r).await
+    }
+
+    /// Multipart upload (the contract's POST form) of `bytes` to `path` in package `id`.
+    pub async fn post_file(
+        &self,
+        token: &str,
+        id: &str,
+        path: &str,
+        bytes: Vec<u8>,
+        sha256: Option<&str>,
+    ) -> Result<(u16, Value)> {
+        let boundary = format!("b{}", uuid::Uuid::now_v7().simple());
+        let mut body = Vec::with_capacity(bytes.len() + 512);
+        let mut text = |name: &str, value: &str| {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        };
+        text("relative_path", path);
+        text("media_type", media_type_for(path));
+        if let Some(d) = sha256 {
+            text("sha256", d);
+        }
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let r = self
+            .req(reqwest::Method::POST, Some(token), &format!("/packages/{id}/files"))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body)
+            .send()
+            .await?;
+        read_json(r).await
+    }
+
+    pub async fn finalize(&self, token: &str, id: &str) -> Result<(u16, Value)> {
+        self.post_json(token, &format!("/packages/{id}/finalize"), &json!({}))
+            .await
+    }
+
+    /// Downloads a file and returns (status, body bytes).
+    pub async fn download(&self, token: &str, file_id: &str) -> Result<(u16, Vec<u8>)> {
+        let r = self
+            .req(reqwest::Method::GET, Some(token), &format!("/files/{file_id}/download"))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.bytes().await?.to_vec()))
+    }
+
+    /// Runs a sweep now through the admin endpoint.
+    pub async fn sweep(&self) -> Result<Value> {
+        let (status, body) = self
+            .post_json(&self.tokens.operator, "/admin/sweeps", &json!({}))
+            .await?;
+        if status != 200 {
+            bail!("sweep: {status} {body}\n{}", self.log_tail());
+        }
+        Ok(body)
+    }
+
+    /// Audit events of a package, oldest first.
+    pub async fn audit_types(&self, package_id: &str) -> Result<Vec<String>> {
+        let mut types = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/audit?package_id={package_id}&limit=1000");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let (status, body) = self.get_json(&self.tokens.operator, &path).await?;
+            if status != 200 {
+                bail!("audit list: {status} {body}");
+            }
+            for e in body["items"].as_array().context("items")? {
+                types.push(e["event_type"].as_str().unwrap_or_default().to_string());
+            }
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        // The list is newest first; the chain reads oldest first.
+        types.reverse();
+        Ok(types)
+    }
+
+    pub async fn verify_audit(&self) -> Result<Value> {
+        let (status, body) = self.get_json(&self.tokens.operator, "/audit/verify").await?;
+        if status != 200 {
+            bail!("audit verify: {status} {body}");
+        }
+        Ok(body)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(db) = &self.pg_database {
+            services::drop_pg_database(db);
+        }
+        if std::env::var_os("ARTIFACT_STORE_KEEP_STATE").is_none() {
+            let _ = std::fs::remove_dir_all(&self.state_dir);
+        }
+    }
+}
+
+/// Status and JSON body (`Value::Null` when the body is not JSON).
+pub async fn read_json(r: reqwest::Response) -> Result<(u16, Value)> {
+    let status = r.status().as_u16();
+    let bytes = r.bytes().await?;
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn media_type_for(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("json") => "application/json",
+        Some("md") => "text/markdown",
+        Some("log") | Some("txt") => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so big test files need no storage.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let f = std::fs::File::open(format!("/proc/{pid}/status")).ok()?;
+    BufReader::new(f).lines().map_while(|l| l.ok()).find_map(|l| {
+        l.strip_prefix(field)?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Asserts a problem+json answer: its status and stable `code`.
+#[track_caller]
+pub fn assert_problem(got: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(got.0, status, "status, body: {}", got.1);
+    assert_eq!(got.1["code"], code, "code, body: {}", got.1);
+    assert_eq!(got.1["status"], status, "problem status field: {}", got.1);
+}

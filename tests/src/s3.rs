@@ -1,0 +1,51 @@
+//! An independent look into the S3 bucket, with curl's own SigV4 signer: what the tests
+//! assert about objects must not go through the code under test.
+
+use crate::services::S3Env;
+use anyhow::{Result, bail};
+use std::process::Command;
+
+fn curl(env: &S3Env, url: &str, extra: &[&str]) -> Result<String> {
+    let out = Command::new("curl")
+        .args(["-s", "-f", "--aws-sigv4"])
+        .arg(format!("aws:amz:{}:s3", env.region))
+        .arg("--user")
+        .arg(format!("{}:{}", env.access_key, env.secret_key))
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+        .args(extra)
+        .arg(url)
+        .output()?;
+    if !out.status.success() {
+        bail!("curl {url}: {}", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn tag_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split(&close).next().map(str::to_string))
+        .collect()
+}
+
+/// Object keys under `prefix` (one page of up to 1000 is plenty for tests).
+pub fn list_keys(env: &S3Env, prefix: &str) -> Result<Vec<String>> {
+    let url = format!(
+        "{}/{}?list-type=2&prefix={}",
+        env.endpoint, env.bucket, prefix
+    );
+    Ok(tag_values(&curl(env, &url, &[])?, "Key"))
+}
+
+/// Keys of multipart uploads in progress under `prefix`.
+pub fn list_multipart_uploads(env: &S3Env, prefix: &str) -> Result<Vec<String>> {
+    let url = format!("{}/{}?uploads&prefix={}", env.endpoint, env.bucket, prefix);
+    Ok(tag_values(&curl(env, &url, &[])?, "Key"))
+}
+
+/// Response headers of a HEAD on `key`, lower-cased names.
+pub fn head(env: &S3Env, key: &str) -> Result<String> {
+    let url = format!("{}/{}/{}", env.endpoint, env.bucket, key);
+    Ok(curl(env, &url, &["-I"])?.to_ascii_lowercase())
+}

@@ -1,0 +1,146 @@
+//! A shared deployment: two harness processes on one PostgreSQL database and one S3 bucket,
+//! 200 concurrent operations spread across both, then every invariant checked.
+
+use anyhow::{Context, Result, ensure};
+use artifact_store_tests::{Bytes, Config, Metadata, PRODUCER, TestApp, pseudo_random};
+use futures::future::join_all;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+async fn shared_deployment(bytes: Bytes) -> Result<()> {
+    let cfg = Config::new(Metadata::Postgres, bytes)
+        .var("retention_transient_seconds", "3")
+        .var("sweep_batch_size", "7");
+    let Some(a) = TestApp::start(cfg).await? else { return Ok(()) };
+    let b = a.sibling().await?;
+    let apps = [&a, &b];
+    let p = a.tokens.producer.clone();
+    let op = a.tokens.operator.clone();
+
+    // 48 creates, alternating instances (half transient, half raw-evidence).
+    let creates = (0..48).map(|i| {
+        let app = apps[i % 2];
+        let class = if i % 2 == 0 { "transient" } else { "raw-evidence" };
+        let p = p.clone();
+        async move {
+            app.create_package_as(&p, PRODUCER, &format!("shared-{i}"), class, json!({"i": i.to_string()}))
+                .await
+        }
+    });
+    let pkgs: Vec<Value> = join_all(creates).await.into_iter().collect::<Result<_>>()?;
+    let pids: Vec<String> = pkgs.iter().map(id).collect();
+
+    // 96 uploads, 48 finalizes and 12 holds, all at once, across both instances. Uploads and
+    // finalizes of a package race each other on purpose.
+    type Op<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
+    let mut uploads: Vec<Op<u16>> = Vec::new();
+    for (i, pid) in pids.iter().enumerate() {
+        for k in 0..2 {
+            let app = apps[(i + k) % 2];
+            let p = p.clone();
+            // Every fourth package's first file has the same bytes, to race dedupe too.
+            let bytes = if k == 0 && i % 4 == 0 {
+                pseudo_random(1, 50_000)
+            } else {
+                pseudo_random((i * 2 + k) as u64 + 10, 50_000)
+            };
+            uploads.push(Box::pin(async move { app_put(app, &p, pid, &format!("f{k}.bin"), bytes).await }));
+        }
+    }
+    let mut rest: Vec<Op<()>> = Vec::new();
+    for (i, pid) in pids.iter().enumerate() {
+        let app = apps[(i + 1) % 2];
+        rest.push(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis((i % 5) as u64 * 20)).await;
+            let (s, v) = app.finalize(&app.tokens.producer, pid).await?;
+            ensure!(s == 200, "finalize {pid}: {s} {v}");
+            Ok(())
+        }));
+        if i % 4 == 0 {
+            let op = op.clone();
+            rest.push(Box::pin(async move {
+                let (s, v) = app
+                    .post_json(&op, &format!("/packages/{pid}/retention/holds"), &json!({"reason": "race"}))
+                    .await?;
+                ensure!(s == 201, "hold {pid}: {s} {v}");
+                Ok(())
+            }));
+        }
+    }
+    let (uploads, rest) = futures::join!(join_all(uploads), join_all(rest));
+    for r in rest {
+        r?;
+    }
+    let mut upload_status: HashMap<u16, usize> = HashMap::new();
+    for r in uploads {
+        *upload_status.entry(r?).or_default() += 1;
+    }
+    ensure!(
+        upload_status.keys().all(|s| *s == 201 || *s == 409),
+        "uploads answer 201 or 409 package_finalized: {upload_status:?}"
+    );
+
+    // Two sweeps racing on the two instances, after the transient packages expired.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for _ in 0..4 {
+        let (ra, rb) = futures::join!(a.sweep(), b.sweep());
+        let (ra, rb) = (ra?, rb?);
+        if ra["deleted"] == 0 && rb["deleted"] == 0 && ra["examined"] == 0 && rb["examined"] == 0 {
+            break;
+        }
+    }
+
+    // Invariants.
+    for app in apps {
+        let v = app.verify_audit().await?;
+        ensure!(v["valid"] == true, "one unbroken audit chain: {v}");
+    }
+    for (i, pid) in pids.iter().enumerate() {
+        let (s, pkg) = a.get_json(&op, &format!("/packages/{pid}")).await?;
+        ensure!(s == 200);
+        let types = a.audit_types(pid).await?;
+        let uploaded = types.iter().filter(|t| *t == "file_uploaded").count() as u64;
+        ensure!(pkg["file_count"].as_u64() == Some(uploaded), "no lost audit event: {pkg} {types:?}");
+        let fin = types.iter().position(|t| t == "package_finalized").context("finalized")?;
+        ensure!(
+            !types[fin..].iter().any(|t| t == "file_uploaded"),
+            "no file committed to a finalized package: {types:?}"
+        );
+        let deleted = types.iter().filter(|t| *t == "deletion_completed").count();
+        ensure!(deleted <= 1, "never deleted twice: {types:?}");
+        let held = i % 4 == 0;
+        let transient = i % 2 == 0;
+        let want = if transient && !held { "deleted" } else { "finalized" };
+        ensure!(pkg["status"] == want, "package {i} ({pid}) is {want}: {pkg}");
+    }
+    // Dedupe survived the races: every live file still downloads.
+    for pid in &pids {
+        let (_, m) = a.get_json(&op, &format!("/packages/{pid}/manifest")).await?;
+        let (_, pkg) = a.get_json(&op, &format!("/packages/{pid}")).await?;
+        if pkg["status"] != "finalized" {
+            continue;
+        }
+        ensure!(m["files"].as_array().map(Vec::len) == pkg["file_count"].as_u64().map(|n| n as usize));
+    }
+    Ok(())
+}
+
+async fn app_put(app: &TestApp, token: &str, pid: &str, path: &str, bytes: Vec<u8>) -> Result<u16> {
+    let (s, v) = app.put_file(token, pid, path, bytes).await?;
+    if s != 201 && s != 409 {
+        anyhow::bail!("upload {pid}/{path}: {s} {v}");
+    }
+    Ok(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_share_postgres_and_s3() {
+    if let Err(e) = shared_deployment(Bytes::S3).await {
+        panic!("{e:#}");
+    }
+}

@@ -1,0 +1,138 @@
+//! The S3 server stopped under the app (the real server, stopped by its script): uploads
+//! fail cleanly and sweeps resume. Runs alone in its own test binary, one scenario after
+//! the other, since it stops the server every other S3 test uses.
+
+use anyhow::{Context, Result, ensure};
+use artifact_store_tests::{Bytes, Config, Metadata, TestApp, pseudo_random, s3, s3_env};
+use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+fn script(name: &str) -> std::path::PathBuf {
+    artifact_store_tests::repo_root().join("../shared/s3").join(name)
+}
+
+/// Only Ceph is stopped and started here (the default server of `cargo xtask test`).
+fn ceph_in_use() -> bool {
+    std::env::var("S3_ENDPOINT").map(|e| e.ends_with(":7480")).unwrap_or(true)
+}
+
+fn stop_s3() -> Result<()> {
+    let s = Command::new("bash").arg(script("stop-ceph.sh")).status()?;
+    ensure!(s.success(), "stop-ceph.sh");
+    Ok(())
+}
+
+fn start_s3() -> Result<()> {
+    let out = Command::new("bash").arg(script("start-ceph.sh")).output()?;
+    ensure!(out.status.success(), "start-ceph.sh: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+async fn server_stopped_mid_upload() -> Result<()> {
+    let cfg = Config::new(Metadata::Sqlite, Bytes::S3)
+        .var("orphan_grace_seconds", "0")
+        .var("s3_multipart_threshold", "5242880")
+        .var("s3_part_size", "5242880");
+    let Some(app) = TestApp::start(cfg).await? else { return Ok(()) };
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("cut", "transient").await?);
+    // A slow 100 MiB body: 1 MiB every 20 ms, so the server stops mid-way.
+    let chunk = pseudo_random(1, 1024 * 1024);
+    let stream = futures::stream::unfold(0usize, move |i| {
+        let chunk = chunk.clone();
+        async move {
+            if i == 100 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some((Ok::<_, std::io::Error>(chunk), i + 1))
+        }
+    });
+    let upload = app
+        .req(reqwest::Method::PUT, Some(&p), &format!("/packages/{pid}/files/cut.bin"))
+        .header("content-length", (100 * 1024 * 1024).to_string())
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let stopper = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        stop_s3()
+    };
+    let (resp, stopped) = tokio::join!(upload, stopper);
+    stopped?;
+    match resp {
+        Ok(r) => ensure!(r.status().as_u16() >= 500, "upload fails: {}", r.status()),
+        Err(_) => {} // the app may also cut the connection
+    }
+    start_s3()?;
+    let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
+    ensure!(pkg["file_count"] == 0, "nothing committed: {pkg}");
+    // The orphan sweep removes what the cut upload left (a multipart upload the app could
+    // not abort while the server was down).
+    let report = app.sweep().await?;
+    eprintln!("sweep after outage: {report}");
+    let env = s3_env()?.context("s3")?;
+    let prefix = app.s3_prefix.clone().unwrap();
+    let uploads = s3::list_multipart_uploads(&env, &prefix)?;
+    ensure!(uploads.is_empty(), "no multipart upload left: {uploads:?}\n{}", app.log_tail());
+    let keys = s3::list_keys(&env, &prefix)?;
+    ensure!(keys.is_empty(), "no object left: {keys:?}");
+    let (s, _) = app.put_file(&p, &pid, "after.bin", pseudo_random(2, 10_000)).await?;
+    ensure!(s == 201, "uploads work again");
+    Ok(())
+}
+
+async fn backend_fails_mid_sweep() -> Result<()> {
+    let cfg = Config::new(Metadata::Sqlite, Bytes::S3).var("retention_transient_seconds", "2");
+    let Some(app) = TestApp::start(cfg).await? else { return Ok(()) };
+    let p = app.tokens.producer.clone();
+    let mut pids = Vec::new();
+    for i in 0..3 {
+        let pid = id(&app.create_package(&format!("doomed-{i}"), "transient").await?);
+        let (s, _) = app.put_file(&p, &pid, "d.bin", pseudo_random(10 + i, 100_000)).await?;
+        ensure!(s == 201);
+        app.finalize(&p, &pid).await?;
+        pids.push(pid);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_s3()?;
+    let report = app.sweep().await;
+    start_s3()?;
+    let report = report?;
+    ensure!(report["failed"].as_u64().unwrap_or(0) >= 1, "failures counted: {report}");
+    for pid in &pids {
+        let (_, pkg) = app.get_json(&app.tokens.operator, &format!("/packages/{pid}")).await?;
+        ensure!(pkg["status"] == "deleting", "left deleting: {pkg}");
+        let types = app.audit_types(pid).await?;
+        ensure!(types.iter().any(|t| t == "deletion_failed"), "{types:?}");
+    }
+    let report = app.sweep().await?;
+    ensure!(report["deleted"] == 3, "the next sweep finishes: {report}");
+    for pid in &pids {
+        let (_, pkg) = app.get_json(&app.tokens.operator, &format!("/packages/{pid}")).await?;
+        ensure!(pkg["status"] == "deleted");
+    }
+    ensure!(app.verify_audit().await?["valid"] == true);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_server_outages() {
+    if std::env::var_os("ARTIFACT_STORE_NO_S3").is_some() || !ceph_in_use() {
+        eprintln!("SKIP: outage tests stop and start Ceph RGW only");
+        return;
+    }
+    for (name, r) in [
+        ("server_stopped_mid_upload", server_stopped_mid_upload().await),
+        ("backend_fails_mid_sweep", backend_fails_mid_sweep().await),
+    ] {
+        if let Err(e) = r {
+            let _ = start_s3();
+            panic!("{name}: {e:#}");
+        }
+    }
+}

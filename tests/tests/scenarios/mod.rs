@@ -1,0 +1,687 @@
+//! Scenarios of the black-box suite. Each takes the deployment shape, starts its own app
+//! and returns an error (with the harness log) when the app misbehaves.
+
+use anyhow::{Context, Result, ensure};
+use artifact_store_tests::{
+    Bytes, Config, Metadata, OTHER_PRODUCER, PRODUCER, TestApp, assert_problem, pseudo_random,
+    read_json, s3, s3_env, sha256_hex,
+};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+const MIB: usize = 1024 * 1024;
+
+macro_rules! start {
+    ($cfg:expr) => {
+        match TestApp::start($cfg).await? {
+            Some(app) => app,
+            None => return Ok(()),
+        }
+    };
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// The guide-board run directory: the well-known files, a scorecard, raw logs (30+ files)
+/// and one big file.
+fn run_directory(big_bytes: usize) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    files.insert("run.json".to_string(), br#"{"run_id":"r-42","status":"passed"}"#.to_vec());
+    files.insert(
+        "retention-summary.json".to_string(),
+        br#"{"class":"raw-evidence"}"#.to_vec(),
+    );
+    files.insert(
+        "reports/assessment-package.json".to_string(),
+        br#"{"assessment":"a-1"}"#.to_vec(),
+    );
+    files.insert("reports/report.md".to_string(), b"# Report\n\nAll good.\n".to_vec());
+    files.insert(
+        "reports/scorecards/scorecard-security.json".to_string(),
+        br#"{"score":97}"#.to_vec(),
+    );
+    for i in 0..28 {
+        files.insert(
+            format!("logs/raw/step-{i:02}.log"),
+            pseudo_random(i as u64, 1000 + i * 37),
+        );
+    }
+    files.insert("artifacts/big.bin".to_string(), pseudo_random(99, big_bytes));
+    files
+}
+
+pub async fn pilot_flow(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let producer = app.tokens.producer.clone();
+    let pkg = app
+        .create_package_as(
+            &producer,
+            PRODUCER,
+            "guide-board-run",
+            "raw-evidence",
+            json!({"repo_slug": "acme/guide-board", "run_id": "r-42", "result_status": "passed"}),
+        )
+        .await?;
+    ensure!(pkg["status"] == "open", "new package is open: {pkg}");
+    ensure!(pkg["expires_at"].is_string(), "raw-evidence expires: {pkg}");
+    let pid = id(&pkg);
+
+    let files = run_directory(200 * MIB);
+    ensure!(files.len() >= 30);
+    let mut ids = BTreeMap::new();
+    for (i, (path, bytes)) in files.iter().enumerate() {
+        // Alternate the two upload forms of the contract.
+        let (status, body) = if i % 2 == 0 {
+            app.put_file(&producer, &pid, path, bytes.clone()).await?
+        } else {
+            let digest = sha256_hex(bytes);
+            app.post_file(&producer, &pid, path, bytes.clone(), Some(&digest))
+                .await?
+        };
+        ensure!(status == 201, "upload {path}: {status} {body}\n{}", app.log_tail());
+        ensure!(body["sha256"] == sha256_hex(bytes), "digest of {path}: {body}");
+        ensure!(body["size_bytes"] == bytes.len() as u64, "size of {path}: {body}");
+        ensure!(body["relative_path"] == path.as_str());
+        ids.insert(path.clone(), id(&body));
+    }
+
+    // The manifest is not there while the package is open.
+    let (status, body) = app
+        .get_json(&producer, &format!("/packages/{pid}/manifest"))
+        .await?;
+    ensure!(status == 409, "manifest while open: {status} {body}");
+
+    let (status, fin) = app.finalize(&producer, &pid).await?;
+    ensure!(status == 200 && fin["status"] == "finalized", "finalize: {status} {fin}");
+    ensure!(fin["file_count"] == files.len() as u64, "file_count: {fin}");
+    let total: usize = files.values().map(Vec::len).sum();
+    ensure!(fin["total_bytes"] == total as u64, "total_bytes: {fin}");
+    // Idempotent.
+    let (status, again) = app.finalize(&producer, &pid).await?;
+    ensure!(status == 200 && again["finalized_at"] == fin["finalized_at"]);
+
+    let (status, manifest) = app
+        .get_json(&app.tokens.reader, &format!("/packages/{pid}/manifest"))
+        .await?;
+    ensure!(status == 200, "manifest: {status} {manifest}");
+    ensure!(manifest["schema"] == "artifact-store.manifest/v1");
+    let links = &manifest["links"];
+    ensure!(links["run"] == "run.json", "links: {links}");
+    ensure!(links["retention_summary"] == "retention-summary.json");
+    ensure!(links["assessment_package"] == "reports/assessment-package.json");
+    ensure!(links["report"] == "reports/report.md");
+    ensure!(
+        links["scorecards"] == json!(["reports/scorecards/scorecard-security.json"]),
+        "scorecards: {links}"
+    );
+    let listed: Vec<&str> = manifest["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .map(|f| f["relative_path"].as_str().unwrap_or_default())
+        .collect();
+    let expected: Vec<&str> = files.keys().map(String::as_str).collect();
+    ensure!(listed == expected, "manifest files sorted by path");
+    for f in manifest["files"].as_array().unwrap() {
+        let path = f["relative_path"].as_str().unwrap();
+        ensure!(f["sha256"] == sha256_hex(&files[path]));
+        let storage = &f["storage"][0];
+        let backend = if app.config.bytes == Bytes::S3 { "s3" } else { "kv" };
+        ensure!(storage["backend_id"] == backend, "storage: {storage}");
+        ensure!(
+            storage["object_key"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with(&format!("sha256/{}", &sha256_hex(&files[path])[..2]))
+                || storage["object_key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(&format!("sha256/{}/", &sha256_hex(&files[path])[..2])),
+            "content-addressed key: {storage}"
+        );
+    }
+    // manifest_sha256 covers the manifest without itself.
+    let mut without = manifest.clone();
+    let claimed = without
+        .as_object_mut()
+        .unwrap()
+        .remove("manifest_sha256")
+        .context("manifest_sha256")?;
+    let canonical = artifact_store_core::canonical::to_vec(&without);
+    ensure!(claimed == sha256_hex(&canonical), "manifest_sha256 matches canonical JSON");
+
+    // Every file downloads with its bytes and the contract's headers.
+    for (path, bytes) in &files {
+        let r = app
+            .req(Method::GET, Some(&app.tokens.reader), &format!("/files/{}/download", ids[path]))
+            .send()
+            .await?;
+        ensure!(r.status() == 200, "download {path}: {}", r.status());
+        let h = r.headers().clone();
+        let digest = sha256_hex(bytes);
+        ensure!(h["etag"] == format!("\"{digest}\"").as_str(), "etag of {path}");
+        ensure!(h["content-length"] == bytes.len().to_string().as_str());
+        ensure!(h.contains_key("repr-digest"), "repr-digest of {path}");
+        let body = r.bytes().await?;
+        ensure!(sha256_hex(&body) == digest, "bytes of {path}");
+    }
+
+    let types = app.audit_types(&pid).await?;
+    ensure!(types.first().map(String::as_str) == Some("package_created"), "{types:?}");
+    ensure!(types.iter().filter(|t| *t == "file_uploaded").count() == files.len());
+    ensure!(types.iter().any(|t| t == "package_finalized"));
+    ensure!(types.iter().filter(|t| *t == "retrieval_requested").count() == files.len());
+    let verify = app.verify_audit().await?;
+    ensure!(verify["valid"] == true, "audit chain: {verify}");
+    Ok(())
+}
+
+/// Every bad input answers its status and code, and nothing is stored.
+pub async fn bad_inputs_store_nothing(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let p = app.tokens.producer.clone();
+    let pkg = app.create_package("bad-inputs", "transient").await?;
+    let pid = id(&pkg);
+
+    for path in [
+        "../etc/passwd",
+        "a/../../b",
+        "/abs/path",
+        "a\\b",
+        "a//b",
+        "./a",
+        "a/./b",
+        "a/",
+        "tab\there",
+        "nul\u{0}byte",
+    ] {
+        let got = app.post_file(&p, &pid, path, b"x".to_vec(), None).await?;
+        assert_problem(&got, 422, "invalid_path");
+    }
+    // Percent-encoded traversal through the PUT route must not reach a real `..`.
+    let r = app
+        .req(Method::PUT, Some(&p), &format!("/packages/{pid}/files/a/%2e%2e/%2e%2e/x"))
+        .body("x")
+        .send()
+        .await?;
+    let got = read_json(r).await?;
+    ensure!(
+        got.0 == 422 || got.0 == 201,
+        "percent-encoded path is rejected or stored literally: {got:?}"
+    );
+    if got.0 == 201 {
+        ensure!(!got.1["relative_path"].as_str().unwrap_or("..").split('/').any(|s| s == ".."));
+    }
+    let before = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
+
+    // Digest mismatch: 422 and nothing kept.
+    let got = app
+        .post_file(&p, &pid, "data.bin", b"hello".to_vec(), Some(&"0".repeat(64)))
+        .await?;
+    assert_problem(&got, 422, "digest_mismatch");
+    let r = app
+        .req(Method::PUT, Some(&p), &format!("/packages/{pid}/files/data2.bin"))
+        .header("x-artifact-sha256", sha256_hex(b"other"))
+        .body("hello")
+        .send()
+        .await?;
+    assert_problem(&read_json(r).await?, 422, "digest_mismatch");
+    let got = app
+        .post_file(&p, &pid, "data.bin", b"hello".to_vec(), Some("not-hex"))
+        .await?;
+    ensure!(got.0 == 422 || got.0 == 400, "bad digest syntax: {got:?}");
+
+    // Duplicate path: 409.
+    let got = app.put_file(&p, &pid, "dup.txt", b"one".to_vec()).await?;
+    ensure!(got.0 == 201, "{got:?}");
+    let got = app.put_file(&p, &pid, "dup.txt", b"two".to_vec()).await?;
+    assert_problem(&got, 409, "duplicate_path");
+
+    // Unknown ids: 404.
+    let unknown = "0190b9a2-0000-7000-8000-000000000000";
+    assert_problem(&app.get_json(&p, &format!("/packages/{unknown}")).await?, 404, "not_found");
+    assert_problem(&app.get_json(&p, "/packages/not-a-uuid").await?, 404, "not_found");
+    assert_problem(&app.put_file(&p, unknown, "x.txt", b"x".to_vec()).await?, 404, "not_found");
+    let (status, _) = app.download(&p, unknown).await?;
+    ensure!(status == 404);
+
+    // Bad JSON, wrong content type, invalid fields, secret metadata keys.
+    let r = app
+        .req(Method::POST, Some(&p), "/packages")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
+    assert_problem(&read_json(r).await?, 400, "invalid_json");
+    let r = app
+        .req(Method::POST, Some(&p), "/packages")
+        .header("content-type", "text/plain")
+        .body(r#"{"name":"x"}"#)
+        .send()
+        .await?;
+    let got = read_json(r).await?;
+    ensure!(got.0 == 415, "wrong content type: {got:?}");
+    let base = json!({"name": "n", "producer": PRODUCER, "subject": "s", "retention_class": "transient"});
+    let mut bad_class = base.clone();
+    bad_class["retention_class"] = json!("forever");
+    let got = app.post_json(&p, "/packages", &bad_class).await?;
+    ensure!(got.0 == 422, "bad class: {got:?}");
+    for key in ["password", "db_secret", "api_key", "GITHUB_TOKEN", "private_key", "credential"] {
+        let mut body = base.clone();
+        body["metadata"] = json!({ key: "x" });
+        let got = app.post_json(&p, "/packages", &body).await?;
+        assert_problem(&got, 422, "secret_metadata_key");
+    }
+    let mut missing = base.clone();
+    missing.as_object_mut().unwrap().remove("name");
+    let got = app.post_json(&p, "/packages", &missing).await?;
+    ensure!(got.0 == 400 || got.0 == 422, "missing name: {got:?}");
+
+    // Upload after finalize: 409 package_finalized.
+    let (status, _) = app.finalize(&p, &pid).await?;
+    ensure!(status == 200);
+    let got = app.put_file(&p, &pid, "late.txt", b"late".to_vec()).await?;
+    assert_problem(&got, 409, "package_finalized");
+
+    // Nothing of the above was stored: one file (dup.txt, plus a literal %2e path maybe).
+    let after = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
+    ensure!(
+        after["file_count"].as_u64() == Some(before["file_count"].as_u64().unwrap() + 1),
+        "only dup.txt was added: before {before} after {after}"
+    );
+    let uploads = app
+        .audit_types(&pid)
+        .await?
+        .into_iter()
+        .filter(|t| t == "file_uploaded")
+        .count() as u64;
+    ensure!(Some(uploads) == after["file_count"].as_u64(), "audit matches files");
+    let (status, list) = app.get_json(&app.tokens.operator, "/packages?limit=1000").await?;
+    ensure!(status == 200 && list["items"].as_array().unwrap().len() == 1, "only one package: {list}");
+    Ok(())
+}
+
+/// A configured size limit answers 413 and keeps nothing.
+pub async fn oversize_upload(cfg: Config) -> Result<()> {
+    let app = start!(cfg.var("max_file_bytes", "1048576"));
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("oversize", "transient").await?);
+    let got = app.put_file(&p, &pid, "big.bin", pseudo_random(1, MIB + 1)).await?;
+    assert_problem(&got, 413, "payload_too_large");
+    let got = app
+        .post_file(&p, &pid, "big2.bin", pseudo_random(2, 2 * MIB), None)
+        .await?;
+    assert_problem(&got, 413, "payload_too_large");
+    let got = app.put_file(&p, &pid, "fits.bin", pseudo_random(3, MIB)).await?;
+    ensure!(got.0 == 201, "exactly the limit fits: {got:?}");
+    let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
+    ensure!(pkg["file_count"] == 1, "{pkg}");
+    Ok(())
+}
+
+pub async fn authz_matrix(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let t = &app.tokens;
+    // No token, unknown token: 401 everywhere but /health.
+    let r = app.req(Method::GET, None, "/health").send().await?;
+    ensure!(r.status() == 200);
+    for path in ["/packages", "/backends", "/audit"] {
+        let got = read_json(app.req(Method::GET, None, path).send().await?).await?;
+        assert_problem(&got, 401, "unauthorized");
+        let got = read_json(app.req(Method::GET, Some("nope"), path).send().await?).await?;
+        assert_problem(&got, 401, "unauthorized");
+    }
+    // A producer creates only for its producers.
+    let body = json!({"name": "n", "producer": OTHER_PRODUCER, "subject": "s", "retention_class": "transient"});
+    let got = app.post_json(&t.producer, "/packages", &body).await?;
+    assert_problem(&got, 403, "forbidden");
+    let got = app.post_json(&t.reader, "/packages", &body).await?;
+    assert_problem(&got, 403, "forbidden");
+
+    let mine = app.create_package("mine", "transient").await?;
+    let mid = id(&mine);
+    let (_, f) = app.put_file(&t.producer, &mid, "a.txt", b"a".to_vec()).await?;
+    let fid = id(&f);
+    let theirs = app
+        .create_package_as(&t.other_producer, OTHER_PRODUCER, "theirs", "transient", json!({}))
+        .await?;
+    let tid = id(&theirs);
+
+    // Reads: own producer, reader of it, reader of all, operator: yes. Others: 404.
+    for token in [&t.producer, &t.reader, &t.reader_all, &t.operator] {
+        let (s, _) = app.get_json(token, &format!("/packages/{mid}")).await?;
+        ensure!(s == 200, "may read mine: {s}");
+        let (s, _) = app.download(token, &fid).await?;
+        ensure!(s == 200, "may download mine: {s}");
+    }
+    for token in [&t.producer, &t.reader] {
+        let got = app.get_json(token, &format!("/packages/{tid}")).await?;
+        assert_problem(&got, 404, "not_found");
+    }
+    let got = app.get_json(&t.other_producer, &format!("/packages/{mid}")).await?;
+    assert_problem(&got, 404, "not_found");
+    let (s, _) = app.download(&t.other_producer, &fid).await?;
+    ensure!(s == 404, "other producer may not download: {s}");
+    // Upload into another producer's package: 404 (its existence is not leaked).
+    let got = app.put_file(&t.other_producer, &mid, "x.txt", b"x".to_vec()).await?;
+    assert_problem(&got, 404, "not_found");
+    // A reader may not upload, finalize, hold or sweep.
+    let got = app.put_file(&t.reader, &mid, "r.txt", b"r".to_vec()).await?;
+    assert_problem(&got, 403, "forbidden");
+    let got = app.finalize(&t.reader, &mid).await?;
+    assert_problem(&got, 403, "forbidden");
+    let got = app
+        .post_json(&t.producer, &format!("/packages/{mid}/retention/holds"), &json!({"reason": "r"}))
+        .await?;
+    assert_problem(&got, 403, "forbidden");
+    let got = app.post_json(&t.producer, "/admin/sweeps", &json!({})).await?;
+    assert_problem(&got, 403, "forbidden");
+    let got = app.get_json(&t.reader, "/audit").await?;
+    assert_problem(&got, 403, "forbidden");
+    // Lists show only readable packages.
+    let (_, list) = app.get_json(&t.reader, "/packages").await?;
+    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    ensure!(names == ["mine"], "reader sees only guide-board: {names:?}");
+    let (_, list) = app.get_json(&t.operator, "/packages").await?;
+    ensure!(list["items"].as_array().unwrap().len() == 2);
+    // The operator may hold.
+    let (s, hold) = app
+        .post_json(&t.operator, &format!("/packages/{mid}/retention/holds"), &json!({"reason": "legal"}))
+        .await?;
+    ensure!(s == 201 && hold["created_by"] == "ops-team", "{s} {hold}");
+    Ok(())
+}
+
+pub async fn range_requests(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("ranges", "transient").await?);
+    let bytes = pseudo_random(7, 3 * MIB + 17);
+    let (s, f) = app.put_file(&p, &pid, "r.bin", bytes.clone()).await?;
+    ensure!(s == 201);
+    let fid = id(&f);
+    let n = bytes.len() as u64;
+    let get = |range: String| {
+        app.req(Method::GET, Some(&p), &format!("/files/{fid}/download"))
+            .header("range", range)
+            .send()
+    };
+    let cases: Vec<(String, u64, u64)> = vec![
+        ("bytes=0-0".into(), 0, 0),
+        ("bytes=0-99".into(), 0, 99),
+        (format!("bytes={}-", n - 10), n - 10, n - 1),
+        ("bytes=-5".into(), n - 5, n - 1),
+        (format!("bytes=1048570-{}", 2 * MIB + 5), 1048570, 2 * MIB as u64 + 5),
+        (format!("bytes=100-{}", n + 1000), 100, n - 1),
+    ];
+    for (range, start, end) in cases {
+        let r = get(range.clone()).await?;
+        ensure!(r.status() == 206, "{range}: {}", r.status());
+        let cr = r.headers()["content-range"].to_str()?.to_string();
+        ensure!(cr == format!("bytes {start}-{end}/{n}"), "{range}: {cr}");
+        let body = r.bytes().await?;
+        ensure!(body[..] == bytes[start as usize..=end as usize], "{range} bytes");
+    }
+    for range in [format!("bytes={n}-"), format!("bytes={}-{}", n + 5, n + 10)] {
+        let r = get(range.clone()).await?;
+        ensure!(r.status() == 416, "{range}: {}", r.status());
+        ensure!(r.headers()["content-range"] == format!("bytes */{n}").as_str());
+    }
+    Ok(())
+}
+
+/// The same bytes uploaded twice (in two packages) are stored once.
+pub async fn dedupe_same_bytes(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let p = app.tokens.producer.clone();
+    let bytes = pseudo_random(11, 2 * MIB + 3);
+    let a = id(&app.create_package("a", "transient").await?);
+    let b = id(&app.create_package("b", "transient").await?);
+    let objects_before = count_objects(&app)?;
+    let (s, fa) = app.put_file(&p, &a, "x.bin", bytes.clone()).await?;
+    ensure!(s == 201);
+    let (s, fb) = app.put_file(&p, &b, "copy/x.bin", bytes.clone()).await?;
+    ensure!(s == 201);
+    let objects_after = count_objects(&app)?;
+    ensure!(
+        objects_after == objects_before + 1,
+        "one object for two identical files: {objects_before} -> {objects_after}"
+    );
+    for f in [&fa, &fb] {
+        let (s, got) = app.download(&p, &id(f)).await?;
+        ensure!(s == 200 && got == bytes);
+    }
+    Ok(())
+}
+
+/// Objects at content-addressed keys in the app's backend.
+fn count_objects(app: &TestApp) -> Result<usize> {
+    match app.config.bytes {
+        Bytes::S3 => {
+            let env = s3_env()?.context("s3")?;
+            let prefix = app.s3_prefix.clone().unwrap_or_default();
+            Ok(s3::list_keys(&env, &format!("{prefix}sha256/"))?.len())
+        }
+        Bytes::Kv => {
+            // The harness keeps key-value stores in SQLite; count objects (meta entries).
+            let db = app.state_dir.join("key_value.db");
+            let conn = rusqlite::Connection::open(&db)
+                .with_context(|| format!("opening {}", db.display()))?;
+            let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
+            let tables: Vec<String> = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut n = 0usize;
+            for t in tables {
+                let q = format!(
+                    "SELECT COUNT(*) FROM \"{t}\" WHERE key LIKE 'sha256/%' AND key NOT LIKE '%/c/%'"
+                );
+                if let Ok(c) = conn.query_row(&q, [], |r| r.get::<_, i64>(0)) {
+                    n += c as usize;
+                }
+            }
+            Ok(n)
+        }
+    }
+}
+
+pub async fn audit_chain_detects_tampering(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("audited", "transient").await?);
+    for i in 0..3 {
+        let (s, _) = app
+            .put_file(&p, &pid, &format!("f{i}.txt"), format!("file {i}").into_bytes())
+            .await?;
+        ensure!(s == 201);
+    }
+    app.finalize(&p, &pid).await?;
+    let v = app.verify_audit().await?;
+    ensure!(v["valid"] == true, "valid after a flow: {v}");
+    let checked = v["events_checked"].as_u64().unwrap_or(0);
+    ensure!(checked >= 5, "events checked: {v}");
+
+    // Change one recorded actor behind the app's back.
+    let sql = "UPDATE audit_events SET actor = 'mallory' WHERE seq = 3";
+    match app.config.metadata {
+        Metadata::Sqlite => {
+            let conn = rusqlite::Connection::open(app.sqlite_path())?;
+            ensure!(conn.execute(sql, [])? == 1, "tampered one row");
+        }
+        Metadata::Postgres => {
+            let url = artifact_store_tests::services::pg_url(app.pg_database.as_ref().unwrap());
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            ensure!(client.execute(sql, &[]).await? == 1, "tampered one row");
+        }
+    }
+    let v = app.verify_audit().await?;
+    ensure!(v["valid"] == false, "tampering detected: {v}");
+    let (_, list) = app
+        .get_json(&app.tokens.operator, "/audit?limit=1000")
+        .await?;
+    let third = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["seq"] == 3)
+        .context("seq 3")?;
+    ensure!(v["first_invalid_id"] == third["id"], "first invalid is seq 3: {v}");
+    Ok(())
+}
+
+/// A client that drops the connection mid-upload leaves nothing committed.
+pub async fn dropped_upload_commits_nothing(cfg: Config) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let app = start!(cfg);
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("dropped", "transient").await?);
+    let addr = app.base_url.trim_start_matches("http://").to_string();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await?;
+    let total = 40 * MIB;
+    let head = format!(
+        "PUT /packages/{pid}/files/partial.bin HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {p}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n"
+    );
+    sock.write_all(head.as_bytes()).await?;
+    let chunk = pseudo_random(5, MIB);
+    for _ in 0..20 {
+        sock.write_all(&chunk).await?;
+    }
+    sock.flush().await?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(sock);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
+    ensure!(pkg["file_count"] == 0, "nothing committed: {pkg}");
+    let types = app.audit_types(&pid).await?;
+    ensure!(!types.iter().any(|t| t == "file_uploaded"), "{types:?}");
+    // The next upload of the same path works.
+    let (s, f) = app.put_file(&p, &pid, "partial.bin", pseudo_random(6, 3 * MIB)).await?;
+    ensure!(s == 201, "next upload works: {s} {f}\n{}", app.log_tail());
+    Ok(())
+}
+
+pub async fn search_and_pagination(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let t = &app.tokens;
+    let mut created = Vec::new();
+    for i in 0..12 {
+        let class = if i % 3 == 0 { "summary-evidence" } else { "transient" };
+        let meta = json!({"run_id": format!("r-{i}"), "environment": if i % 2 == 0 { "prod" } else { "staging" }});
+        let pkg = app
+            .create_package_as(&t.producer, PRODUCER, &format!("pkg-{i}"), class, meta)
+            .await?;
+        created.push(id(&pkg));
+    }
+    app.create_package_as(&t.other_producer, OTHER_PRODUCER, "other", "transient", json!({}))
+        .await?;
+    app.finalize(&t.producer, &created[0]).await?;
+
+    let names = |v: &Value| -> Vec<String> {
+        v["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect()
+    };
+    let (s, v) = app.get_json(&t.operator, "/packages?metadata.run_id=r-7").await?;
+    ensure!(s == 200 && names(&v) == ["pkg-7"], "metadata filter: {v}");
+    let (_, v) = app.get_json(&t.operator, "/packages?metadata.environment=prod&retention_class=summary-evidence").await?;
+    ensure!(names(&v) == ["pkg-6", "pkg-0"], "two filters, newest first: {v}");
+    let (_, v) = app.get_json(&t.operator, &format!("/packages?producer={OTHER_PRODUCER}")).await?;
+    ensure!(names(&v) == ["other"]);
+    let (_, v) = app.get_json(&t.operator, "/packages?status=finalized").await?;
+    ensure!(names(&v) == ["pkg-0"]);
+    let (_, v) = app.get_json(&t.operator, "/packages?name=pkg-3").await?;
+    ensure!(names(&v) == ["pkg-3"]);
+    let (_, v) = app.get_json(&t.operator, "/packages?subject=run%2042&limit=1000").await?;
+    ensure!(names(&v).len() == 13);
+    let (_, v) = app.get_json(&t.operator, "/packages?created_after=2000-01-01T00:00:00Z&created_before=2000-01-02T00:00:00Z").await?;
+    ensure!(names(&v).is_empty(), "time window: {v}");
+    let got = app.get_json(&t.operator, "/packages?limit=1001").await?;
+    ensure!(got.0 == 422 || got.0 == 400, "limit over max: {got:?}");
+    let got = app.get_json(&t.operator, "/packages?cursor=%%%").await?;
+    ensure!(got.0 == 422 || got.0 == 400, "bad cursor: {got:?}");
+
+    // Pages of 5 stay stable while packages are being created.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut extra = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/packages?producer={PRODUCER}&limit=5&cursor={c}"),
+            None => format!("/packages?producer={PRODUCER}&limit=5"),
+        };
+        let (s, v) = app.get_json(&t.operator, &path).await?;
+        ensure!(s == 200, "{v}");
+        seen.extend(names(&v));
+        app.create_package_as(&t.producer, PRODUCER, &format!("late-{extra}"), "transient", json!({}))
+            .await?;
+        extra += 1;
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..12).rev().map(|i| format!("pkg-{i}")).collect();
+    ensure!(seen == expected, "every package once, newest first, none of the late ones: {seen:?}");
+    Ok(())
+}
+
+pub async fn retention_extensions_and_holds(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let t = &app.tokens;
+    let pkg = app.create_package("kept", "raw-evidence").await?;
+    let pid = id(&pkg);
+    let created = chrono::DateTime::parse_from_rfc3339(pkg["created_at"].as_str().unwrap())?;
+    let expires = chrono::DateTime::parse_from_rfc3339(pkg["expires_at"].as_str().unwrap())?;
+    ensure!((expires - created).num_days() == 90, "raw-evidence is 90 days: {pkg}");
+    let perm = app.create_package("forever", "permanent-record").await?;
+    ensure!(perm["expires_at"].is_null(), "{perm}");
+
+    let later = (expires + chrono::Duration::days(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let earlier = (expires - chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ext = format!("/packages/{pid}/retention/extensions");
+    let got = app.post_json(&t.operator, &ext, &json!({"new_expires_at": earlier, "reason": "shorter"})).await?;
+    ensure!(got.0 == 422, "an extension never shortens: {got:?}");
+    let (s, ev) = app.post_json(&t.operator, &ext, &json!({"new_expires_at": later, "reason": "audit"})).await?;
+    ensure!(s == 201 && ev["event_type"] == "extended", "{s} {ev}");
+    ensure!(ev["previous_expires_at"] == pkg["expires_at"] && ev["new_expires_at"] == later.as_str());
+    let now = app.get_json(&t.operator, &format!("/packages/{pid}")).await?.1;
+    ensure!(now["expires_at"] == later.as_str(), "{now}");
+
+    let holds = format!("/packages/{pid}/retention/holds");
+    let (s, h1) = app.post_json(&t.operator, &holds, &json!({"reason": "legal"})).await?;
+    ensure!(s == 201 && h1["released_at"].is_null());
+    let (s, h2) = app.post_json(&t.operator, &holds, &json!({"reason": "incident"})).await?;
+    ensure!(s == 201);
+    let pkg_now = app.get_json(&t.operator, &format!("/packages/{pid}")).await?.1;
+    ensure!(pkg_now["holds"].as_array().unwrap().len() == 2, "{pkg_now}");
+    let (s, r1) = app
+        .post_json(&t.operator, &format!("{holds}/{}/release", id(&h1)), &json!({"reason": "closed"}))
+        .await?;
+    ensure!(s == 200 && r1["released_at"].is_string(), "{s} {r1}");
+    let got = app
+        .post_json(&t.operator, &format!("{holds}/{}/release", id(&h1)), &json!({"reason": "again"}))
+        .await?;
+    ensure!(got.0 == 409, "releasing twice: {got:?}");
+    let got = app
+        .post_json(&t.operator, &format!("{holds}/0190b9a2-0000-7000-8000-000000000000/release"), &json!({"reason": "x"}))
+        .await?;
+    ensure!(got.0 == 404, "{got:?}");
+    let _ = h2;
+
+    let (s, events) = app.get_json(&t.reader, &format!("/packages/{pid}/retention/events")).await?;
+    ensure!(s == 200, "{events}");
+    let items = events.get("items").unwrap_or(&events);
+    let types: Vec<&str> = items.as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    for want in ["default_rule_applied", "extended", "hold_applied", "hold_released"] {
+        ensure!(types.contains(&want), "{want} in {types:?}");
+    }
+    let audit = app.audit_types(&pid).await?;
+    for want in ["retention_extended", "hold_applied", "hold_released"] {
+        ensure!(audit.iter().any(|t| t == want), "{want} in {audit:?}");
+    }
+    Ok(())
+}
