@@ -121,9 +121,12 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
-/// The `harness` binary; `cargo xtask test` builds it before the tests run.
+/// The `harness` binary (`ARTIFACT_STORE_HARNESS` overrides); `cargo xtask test` builds it
+/// before the tests run.
 pub fn harness_bin() -> PathBuf {
-    target_dir().join("debug/harness")
+    std::env::var_os("ARTIFACT_STORE_HARNESS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/harness"))
 }
 
 /// A running app: a `harness up` child process serving `spin.toml`.
@@ -203,7 +206,9 @@ impl TestApp {
             .append(true)
             .open(self.state_dir.join("harness.log"))?;
         let mut cmd = Command::new(bin);
-        cmd.current_dir(repo_root())
+        // One compile cache for every test app: components compile once per run.
+        cmd.env("HARNESS_CACHE_DIR", target_dir().join("harness-cache"))
+            .current_dir(repo_root())
             .args(["up", "--from", "spin.toml", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--state-dir")
@@ -405,6 +410,37 @@ impl TestApp {
             .send()
             .await?;
         read_json(r).await
+    }
+
+    /// Sends one request over a plain TCP connection, exactly as written (no client-side
+    /// URL normalization), and returns the status and JSON body.
+    pub async fn raw_request(&self, method: &str, path: &str, token: &str, body: &[u8]) -> Result<(u16, Value)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base_url.trim_start_matches("http://");
+        let mut sock = tokio::net::TcpStream::connect(addr).await?;
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(head.as_bytes()).await?;
+        sock.write_all(body).await?;
+        let mut reply = Vec::new();
+        sock.read_to_end(&mut reply).await?;
+        let text = String::from_utf8_lossy(&reply);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("status line")?;
+        let json = text
+            .find("\r\n\r\n")
+            .map(|i| &text[i + 4..])
+            .and_then(|b| b.find('{').map(|j| &b[j..]))
+            .and_then(|b| serde_json::Deserializer::from_str(b).into_iter::<Value>().next())
+            .and_then(|r| r.ok())
+            .unwrap_or(Value::Null);
+        Ok((status, json))
     }
 
     pub async fn finalize(&self, token: &str, id: &str) -> Result<(u16, Value)> {

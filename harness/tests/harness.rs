@@ -1,0 +1,613 @@
+//! End-to-end tests: real guest components (tests/fixtures), real HTTP, real SQLite/Postgres.
+//!
+//! The fixtures are a separate cargo workspace built once per test binary with
+//! `cargo build --release --target wasm32-wasip2` into `<repo>/target/fixtures`.
+
+use futures::StreamExt;
+use harness::{App, AppOptions};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+struct Fixtures {
+    http: PathBuf,
+    cron: PathBuf,
+    redis: PathBuf,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| {
+        let target = repo_root().join("target/fixtures");
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .expect("running cargo for fixtures");
+        assert!(status.success(), "building test fixtures failed");
+        let out = target.join("wasm32-wasip2/release");
+        Fixtures {
+            http: out.join("http_guest.wasm"),
+            cron: out.join("cron_guest.wasm"),
+            redis: out.join("redis_guest.wasm"),
+        }
+    })
+}
+
+/// One compile cache for all tests, so each component is compiled once per run.
+fn shared_cache() -> PathBuf {
+    repo_root().join("target/harness-tests/cache")
+}
+
+/// Tests hold this shared; the memory test holds it exclusively so that no other test's work
+/// (compiles, buffers) lands in its peak-RSS window.
+static MEMORY_QUIET: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = repo_root().join("target/harness-tests").join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn manifest(dir: &Path, cron_expr: &str) -> PathBuf {
+    let f = fixtures();
+    // Sources are relative to the manifest directory, as in Spin.
+    std::fs::copy(&f.http, dir.join("http_guest.wasm")).unwrap();
+    std::fs::copy(&f.cron, dir.join("cron_guest.wasm")).unwrap();
+    let text = format!(
+        r#"spin_manifest_version = 2
+
+[application]
+name = "harness-test"
+
+[variables]
+greeting = {{ default = "hi" }}
+token = {{ required = true, secret = true }}
+host_pattern = {{ default = "http://127.0.0.1:*" }}
+
+[[trigger.http]]
+route = "/..."
+component = "main"
+
+[[trigger.http]]
+route = "/exact"
+component = "exact"
+
+[[trigger.http]]
+route = "/items/:id"
+component = "main"
+
+[[trigger.http]]
+route = "/api/..."
+component = "main"
+
+[[trigger.http]]
+route = "/restricted/..."
+component = "restricted"
+
+[[trigger.cron]]
+component = "cron"
+cron_expression = "{cron_expr}"
+
+[component.main]
+source = "http_guest.wasm"
+allowed_outbound_hosts = ["{{{{ host_pattern }}}}", "postgres://127.0.0.1:5432"]
+sqlite_databases = ["default"]
+key_value_stores = ["default"]
+environment = {{ FOO = "bar" }}
+
+[component.main.variables]
+greeting = "{{{{ greeting }}}} there"
+token = "{{{{ token }}}}"
+
+[component.exact]
+source = "http_guest.wasm"
+
+[component.restricted]
+source = "http_guest.wasm"
+
+[component.cron]
+source = "cron_guest.wasm"
+sqlite_databases = ["default"]
+"#
+    );
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn options(dir: &Path) -> AppOptions {
+    AppOptions {
+        state_dir: Some(dir.join(".spin")),
+        variables: vec![("token".into(), "s3cret".into())],
+        env: Some(Default::default()),
+        cache_dir: Some(shared_cache()),
+    }
+}
+
+async fn start(name: &str, cron_expr: &str) -> (App, harness::RunningApp, PathBuf) {
+    let dir = temp_dir(name);
+    let app = App::load(manifest(&dir, cron_expr), options(&dir)).expect("load app");
+    let running = app.serve("127.0.0.1:0").await.expect("serve");
+    (app, running, dir)
+}
+
+/// A schedule that never fires in practice (Feb 31st).
+const NEVER: &str = "0 0 0 31 2 * *";
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_and_spin_headers() {
+    let _shared = MEMORY_QUIET.read().await;
+    let (_app, running, _) = start("routes", NEVER).await;
+    let base = running.base_url();
+    assert_eq!(
+        get(&format!("{base}/exact")).await,
+        (200, "hello from /exact".into())
+    );
+    let (s, body) = get(&format!("{base}/items/42/headers")).await;
+    assert_eq!(s, 200);
+    // /items/42/headers is not /items/:id (one segment) so the fallback /... serves it.
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(h["spin-matched-route"], "/...");
+    assert_eq!(h["spin-path-info"], "/items/42/headers");
+
+    let (_, body) = get(&format!("{base}/api/a/headers?x=1")).await;
+    let h: serde_json::Value = serde_json::from_str(&body).unwrap();
+    println!("spin headers: {h}");
+    assert_eq!(h["spin-matched-route"], "/api/...");
+    assert_eq!(h["spin-component-route"], "/api");
+    assert_eq!(h["spin-raw-component-route"], "/api/...");
+    assert_eq!(h["spin-path-info"], "/a/headers");
+    assert_eq!(h["spin-base-path"], "/");
+    assert_eq!(
+        h["spin-full-url"],
+        format!("{base}/api/a/headers?x=1").as_str()
+    );
+    assert!(
+        h["spin-client-addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+
+    // A `:id` route: the guest sees the param header (its own path ends in the id).
+    let r = reqwest::get(format!("{base}/items/headers")).await.unwrap();
+    let h: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(h["spin-matched-route"], "/items/:id");
+    assert_eq!(h["spin-path-match-id"], "headers");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_kv_variables_round_trip_and_access_denied() {
+    let _shared = MEMORY_QUIET.read().await;
+    let (_app, running, dir) = start("state", NEVER).await;
+    let base = running.base_url();
+    let (s, body) = get(&format!("{base}/sqlite")).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("cols=body,data,r,n"), "{body}");
+    assert!(
+        body.contains("Text(\"hello\")") && body.contains("Blob([1, 2, 3])"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Real(1.5)") && body.contains("n=Value::Null") && body.contains("changes=1"),
+        "{body}"
+    );
+    assert!(dir.join(".spin/sqlite_db.db").exists());
+
+    let (s, body) = get(&format!("{base}/sqlite?db=other")).await;
+    assert!(s == 403 && body.contains("AccessDenied"), "{s} {body}");
+    let (s, body) = get(&format!("{base}/restricted/sqlite")).await;
+    assert!(s == 403 && body.contains("AccessDenied"), "{s} {body}");
+
+    let (s, body) = get(&format!("{base}/kv")).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body,
+        "v1=Some(\"v1\") big=Some(1048576) exists=true gone=true keys=[\"k2\"]"
+    );
+    let (s, body) = get(&format!("{base}/kv?store=other")).await;
+    assert!(s == 403 && body.contains("AccessDenied"), "{s} {body}");
+    let (s, body) = get(&format!("{base}/restricted/kv")).await;
+    assert!(s == 403 && body.contains("AccessDenied"), "{s} {body}");
+
+    assert_eq!(
+        get(&format!("{base}/var?name=greeting")).await,
+        (200, "hi there".into())
+    );
+    assert_eq!(
+        get(&format!("{base}/var?name=token")).await,
+        (200, "s3cret".into())
+    );
+    assert_eq!(
+        get(&format!("{base}/config?name=greeting")).await,
+        (200, "hi there".into())
+    );
+    let (s, body) = get(&format!("{base}/var?name=nope")).await;
+    assert_eq!(s, 404);
+    assert!(body.contains("Undefined"), "{body}");
+    assert_eq!(
+        get(&format!("{base}/config?name=nope")).await,
+        (404, "none".into())
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_sqlite_writers_wait_instead_of_failing() {
+    let _shared = MEMORY_QUIET.read().await;
+    let (_app, running, _) = start("sqlite-concurrent", NEVER).await;
+    let base = running.base_url();
+    let tasks: Vec<_> = (0..24)
+        .map(|_| {
+            let url = format!("{base}/sqlite");
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    for t in tasks {
+        let (s, body) = t.await.unwrap();
+        assert_eq!(s, 200, "{body}");
+    }
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn variables_precedence_and_required() {
+    let _shared = MEMORY_QUIET.read().await;
+    let dir = temp_dir("vars");
+    let path = manifest(&dir, NEVER);
+    // Missing required variable fails at start, naming it.
+    let err = App::load(
+        &path,
+        AppOptions {
+            state_dir: Some(dir.join(".spin")),
+            cache_dir: Some(shared_cache()),
+            variables: vec![],
+            env: Some(Default::default()),
+        },
+    )
+    .err()
+    .expect("required variable must fail");
+    assert!(format!("{err:#}").contains("token"), "{err:#}");
+    // Environment beats default; flag beats environment.
+    let env = [
+        ("SPIN_VARIABLE_GREETING".to_string(), "env".to_string()),
+        ("SPIN_VARIABLE_TOKEN".to_string(), "t".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let app = App::load(
+        &path,
+        AppOptions {
+            state_dir: Some(dir.join(".spin")),
+            cache_dir: Some(shared_cache()),
+            variables: vec![],
+            env: Some(env),
+        },
+    )
+    .unwrap();
+    let running = app.serve("127.0.0.1:0").await.unwrap();
+    let base = running.base_url();
+    assert_eq!(
+        get(&format!("{base}/var?name=greeting")).await,
+        (200, "env there".into())
+    );
+    running.shutdown().await;
+    let app = App::load(
+        &path,
+        AppOptions {
+            state_dir: Some(dir.join(".spin")),
+            cache_dir: Some(shared_cache()),
+            variables: vec![
+                ("greeting".into(), "flag".into()),
+                ("token".into(), "t".into()),
+            ],
+            env: Some(
+                [("SPIN_VARIABLE_GREETING".to_string(), "env".to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+        },
+    )
+    .unwrap();
+    let running = app.serve("127.0.0.1:0").await.unwrap();
+    let base = running.base_url();
+    assert_eq!(
+        get(&format!("{base}/var?name=greeting")).await,
+        (200, "flag there".into())
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_manifest_names_the_field() {
+    let _shared = MEMORY_QUIET.read().await;
+    let dir = temp_dir("invalid");
+    let path = manifest(&dir, NEVER);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("[component.exact]", "[component.exact]\nbogus_key = 1"),
+    )
+    .unwrap();
+    let err = App::load(&path, options(&dir)).err().expect("must fail");
+    assert!(format!("{err:#}").contains("bogus_key"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsupported_import_fails_at_start_naming_it() {
+    let _shared = MEMORY_QUIET.read().await;
+    let dir = temp_dir("import");
+    std::fs::copy(&fixtures().redis, dir.join("redis_guest.wasm")).unwrap();
+    let path = dir.join("spin.toml");
+    std::fs::write(
+        &path,
+        "spin_manifest_version = 2\n[application]\nname = \"r\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"r\"\n[component.r]\nsource = \"redis_guest.wasm\"\n",
+    )
+    .unwrap();
+    let opts = AppOptions {
+        state_dir: Some(dir.join(".spin")),
+        ..Default::default()
+    };
+    let err = App::load(&path, opts).err().expect("must fail");
+    let msg = format!("{err:#}");
+    println!("{msg}");
+    assert!(msg.contains("fermyon:spin/redis@2.0.0"), "{msg}");
+    assert!(msg.contains("component `r`"), "{msg}");
+}
+
+/// A local upstream for outbound HTTP.
+async fn upstream() -> std::net::SocketAddr {
+    use http_body_util::Full;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        bytes::Bytes::from_static(b"pong"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_http_allowed_and_denied() {
+    let _shared = MEMORY_QUIET.read().await;
+    let up = upstream().await;
+    let (_app, running, _) = start("outbound", NEVER).await;
+    let base = running.base_url();
+    let (s, body) = get(&format!("{base}/outbound?url=http://{up}/ping")).await;
+    assert_eq!((s, body.as_str()), (200, "200 pong"));
+    let (s, body) = get(&format!("{base}/restricted/outbound?url=http://{up}/ping")).await;
+    assert_eq!(s, 502);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    // Scheme mismatch is denied as well (only http://127.0.0.1:* is granted).
+    let (s, body) = get(&format!("{base}/outbound?url=https://{up}/ping")).await;
+    assert_eq!(s, 502);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trap_answers_500_and_server_keeps_serving() {
+    let _shared = MEMORY_QUIET.read().await;
+    let (_app, running, _) = start("trap", NEVER).await;
+    let base = running.base_url();
+    for _ in 0..3 {
+        let (s, _) = get(&format!("{base}/trap")).await;
+        assert_eq!(s, 500);
+        assert_eq!(get(&format!("{base}/exact")).await.0, 200);
+    }
+    running.shutdown().await;
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+const STREAM_BYTES: u64 = 256 * 1024 * 1024;
+
+fn body_stream() -> reqwest::Body {
+    let chunk = bytes::Bytes::from(vec![b'a'; 256 * 1024]);
+    let n = STREAM_BYTES / chunk.len() as u64;
+    reqwest::Body::wrap_stream(futures::stream::iter(
+        (0..n).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    ))
+}
+
+fn expected_sha() -> String {
+    let chunk = vec![b'a'; 256 * 1024];
+    let mut h = Sha256::new();
+    for _ in 0..STREAM_BYTES / chunk.len() as u64 {
+        h.update(&chunk);
+    }
+    hex::encode(h.finalize())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_256_mib_both_ways_with_bounded_memory() {
+    let _quiet = MEMORY_QUIET.write().await;
+    let (_app, running, _) = start("stream", NEVER).await;
+    let base = running.base_url();
+    let client = reqwest::Client::new();
+    // Warm up (first instantiation, pools) before taking the baseline.
+    let r = client
+        .post(format!("{base}/hash"))
+        .body("warm")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let expected = expected_sha();
+    // Reset the peak-RSS counter (Linux: "5" > clear_refs) so VmHWM measures this window only.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let hwm_before = proc_status_kib("VmHWM:");
+    let rss_before = proc_status_kib("VmRSS:");
+
+    // Upload: the guest hashes the stream.
+    let r = client
+        .post(format!("{base}/hash"))
+        .body(body_stream())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        format!("{expected} {STREAM_BYTES}")
+    );
+
+    // Echo: upload and download at once; the client hashes the response stream.
+    let r = client
+        .post(format!("{base}/echo"))
+        .body(body_stream())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    let mut h = Sha256::new();
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        n += chunk.len() as u64;
+        h.update(&chunk);
+    }
+    assert_eq!(n, STREAM_BYTES);
+    assert_eq!(hex::encode(h.finalize()), expected);
+
+    // Download only.
+    let r = client
+        .get(format!("{base}/download?size={STREAM_BYTES}"))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = r.bytes_stream();
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        n += chunk.unwrap().len() as u64;
+    }
+    assert_eq!(n, STREAM_BYTES);
+
+    let hwm_after = proc_status_kib("VmHWM:");
+    let rss_after = proc_status_kib("VmRSS:");
+    let growth_mib = (hwm_after.saturating_sub(hwm_before)) as f64 / 1024.0;
+    println!(
+        "RSS: before {rss_before} KiB, after {rss_after} KiB; peak (VmHWM) before {hwm_before} KiB, after {hwm_after} KiB; peak growth {growth_mib:.1} MiB while streaming 3 x 256 MiB"
+    );
+    assert!(growth_mib < 64.0, "peak RSS grew by {growth_mib:.1} MiB");
+    running.shutdown().await;
+}
+
+/// Makes sure 127.0.0.1:5432 answers and database `test` exists.
+async fn ensure_postgres() -> bool {
+    let url = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
+    let mut connected = tokio_postgres::connect(url, tokio_postgres::NoTls).await;
+    if connected.is_err() {
+        if let Ok(entries) = std::fs::read_dir("/etc/postgresql") {
+            for e in entries.flatten() {
+                let _ = std::process::Command::new("pg_ctlcluster")
+                    .args(["--skip-systemctl-redirect"])
+                    .arg(e.file_name())
+                    .args(["main", "start"])
+                    .status();
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        connected = tokio_postgres::connect(url, tokio_postgres::NoTls).await;
+    }
+    let Ok((client, conn)) = connected else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let _ = client.batch_execute("CREATE DATABASE test").await;
+    true
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_round_trip_and_access_denied() {
+    let _shared = MEMORY_QUIET.read().await;
+    assert!(
+        ensure_postgres().await,
+        "postgres on 127.0.0.1:5432 is not reachable"
+    );
+    let (_app, running, _) = start("pg", NEVER).await;
+    let base = running.base_url();
+    let addr = "postgres://postgres@127.0.0.1:5432/test";
+    let (s, body) = get(&format!("{base}/pg?addr={addr}")).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body, "inserted=1 name=alpha n=42 ok=true");
+    let (s, body) = get(&format!("{base}/restricted/pg?addr={addr}")).await;
+    assert_eq!(s, 403);
+    assert!(body.contains("access denied"), "{body}");
+    running.shutdown().await;
+}
+
+fn cron_rows(dir: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join(".spin/sqlite_db.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'cron_runs'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .and_then(|exists| {
+        if exists == 0 {
+            Ok(0)
+        } else {
+            conn.query_row("SELECT count(*) FROM cron_runs", [], |r| r.get(0))
+        }
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cron_fires_now_and_on_schedule() {
+    let _shared = MEMORY_QUIET.read().await;
+    // Fire once through the library (what `harness cron <component>` does).
+    let dir = temp_dir("cron-now");
+    let app = App::load(manifest(&dir, NEVER), options(&dir)).unwrap();
+    app.fire_cron("cron").await.unwrap();
+    assert_eq!(cron_rows(&dir), 1);
+    assert!(app.fire_cron("main").await.is_err());
+
+    // Every second while serving.
+    let (_app, running, dir) = start("cron-schedule", "* * * * * * *").await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    running.shutdown().await;
+    let n = cron_rows(&dir);
+    assert!((2..=5).contains(&n), "expected about 3 cron runs, got {n}");
+}
