@@ -122,7 +122,7 @@ pub trait ObjectStore {
     /// `None` when the object does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
 
-    /// Idempotent: deleting a missing object succeeds.
+    /// Idempotent: deleting a missing object succeeds. Also drops unfinished writes to the key.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
 
     async fn health(&self) -> BackendHealth;
@@ -322,6 +322,9 @@ pub trait MetadataStore {
         lease_secs: i64,
         sweeper: &str,
     ) -> MetaResult<Vec<SweepClaim>>;
+    /// How many packages would be deletion eligible at `now` but for an active hold (the
+    /// sweep report's `held`).
+    async fn count_held_eligible(&self, now: Timestamp, open_ttl_secs: i64) -> MetaResult<u64>;
     /// Object keys of the package that no live file of another package references, each
     /// marked `deleting` so no new upload references them meanwhile. Fails with
     /// `hold_active` when a hold was applied since the claim.

@@ -100,6 +100,27 @@ fn query_error(e: tokio_postgres::Error) -> Error {
 
 type Param = Box<dyn ToSql + Send + Sync>;
 
+/// SQL NULL for a parameter of any type, as Spin binds `db-null` (a typed `None` would be
+/// refused by columns of other types).
+#[derive(Debug)]
+struct UntypedNull;
+
+impl ToSql for UntypedNull {
+    fn to_sql(
+        &self,
+        _: &Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(tokio_postgres::types::IsNull::Yes)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 fn to_param(v: ParameterValue) -> Result<Param, Error> {
     use chrono::{NaiveDate, NaiveTime};
     Ok(match v {
@@ -140,7 +161,7 @@ fn to_param(v: ParameterValue) -> Result<Param, Error> {
         ParameterValue::ArrayInt32(a) => Box::new(a),
         ParameterValue::ArrayInt64(a) => Box::new(a),
         ParameterValue::ArrayStr(a) => Box::new(a),
-        ParameterValue::DbNull => Box::new(Option::<String>::None),
+        ParameterValue::DbNull => Box::new(UntypedNull),
         other => {
             return Err(Error::BadParameter(format!(
                 "parameter type not supported by the harness: {other:?}"

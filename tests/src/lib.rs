@@ -161,6 +161,7 @@ impl TestApp {
             let db = services::create_pg_database().await?;
             vars.push(("metadata_store".into(), "postgres".into()));
             vars.push(("postgres_url".into(), services::pg_url(&db)));
+            vars.push(("postgres_host".into(), "postgres://127.0.0.1:5432".into()));
             pg_database = Some(db);
         }
         if config.bytes == Bytes::S3 {

@@ -117,7 +117,8 @@ pub fn up(listen: &str, new_token: bool, extra: &[String]) -> Result<()> {
 }
 
 pub fn test(s3: S3Server, cargo_args: &[String]) -> Result<()> {
-    build_components()?;
+    // The black-box tests run the `harness` binary as a child process.
+    build_all()?;
     services::ensure_postgres()?;
     let s3_env = services::start_s3(s3)?;
     let result = run_tests(s3_env.as_ref(), cargo_args);

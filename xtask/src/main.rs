@@ -3,6 +3,7 @@
 //! Everything a fresh machine needs is installed from here (the wasm target, the S3
 //! server through `../shared/s3/`), so the README's two commands are the whole set-up.
 
+mod bench;
 mod build;
 mod services;
 mod token;
@@ -51,6 +52,21 @@ enum Command {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Upload/download throughput through the app (kv, s3) next to direct curl to Ceph.
+    Bench {
+        /// Size of the file transferred.
+        #[arg(long, default_value_t = 256)]
+        size_mib: u64,
+        /// Rounds; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Use the components and harness already built.
+        #[arg(long)]
+        no_build: bool,
+        /// A directory with `spin.toml` and a built `target/` to bench instead of this repo.
+        #[arg(long)]
+        app_dir: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -62,5 +78,11 @@ fn main() -> Result<()> {
             variables,
         } => build::up(&listen, new_token, &variables),
         Command::Test { s3, cargo_args } => build::test(s3, &cargo_args),
+        Command::Bench {
+            size_mib,
+            runs,
+            no_build,
+            app_dir,
+        } => bench::bench(size_mib, runs, !no_build, app_dir),
     }
 }

@@ -17,7 +17,10 @@ pub struct S3Env {
 impl S3Env {
     pub fn stop_if_started(self) {
         if self.started_here {
-            step(&format!("stopping the S3 server ({})", self.stop_script.display()));
+            step(&format!(
+                "stopping the S3 server ({})",
+                self.stop_script.display()
+            ));
             let _ = Command::new("bash").arg(&self.stop_script).status();
         }
     }

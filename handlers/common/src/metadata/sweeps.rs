@@ -1,0 +1,332 @@
+//! The store's side of a sweep: claims with leases, the objects a deletion may remove,
+//! and the deletion's outcome.
+//!
+//! Decision: a claim moves a package to `deleting` and leases it to one sweeper; a lease
+//! that runs out (crashed sweeper, failed deletion) makes the package claimable again.
+//! Concurrent claimers never share a package: SQLite serializes the claim transaction
+//! (`BEGIN IMMEDIATE`), Postgres skips rows another claimer locked (`SKIP LOCKED`).
+//! Once `objects_to_delete` ran (`bytes_deletion_started`), holds are refused: bytes may
+//! already be gone.
+
+use artifact_store_core::error::ErrorCode;
+use artifact_store_core::model::{
+    AuditEventType, PackageStatus, RetentionEventType, StorageLocation, Timestamp,
+};
+use artifact_store_core::ports::{AuditDraft, MetaResult, PendingUpload, SweepClaim};
+use artifact_store_core::time;
+use serde_json::json;
+
+use super::conn::SqlConn;
+use super::rows::{self, Cols, PENDING_COLUMNS};
+use super::store::{SqlStore, domain, not_found, ts};
+
+/// A package is live (its files keep their objects) unless deleted, or deleting with its
+/// byte deletion started.
+const LIVE_PACKAGE: &str = "(q.status <> 'deleted' AND \
+     NOT (q.status = 'deleting' AND q.bytes_deletion_started = 1))";
+
+impl<C: SqlConn> SqlStore<C> {
+    pub(crate) async fn claim_for_deletion_impl(
+        &self,
+        now: Timestamp,
+        open_ttl_secs: i64,
+        limit: u32,
+        lease_secs: i64,
+        sweeper: &str,
+    ) -> MetaResult<Vec<SweepClaim>> {
+        let now = time::truncate(now);
+        let now_epoch = time::epoch(now);
+        let abandoned_before = now_epoch - open_ttl_secs;
+        let lease_until = now_epoch + lease_secs;
+        let sql = format!(
+            "SELECT p.id, p.status, p.expires_at FROM artifact_packages p WHERE \
+             ((p.status IN ('open', 'finalized') AND p.expires_epoch <= ?) \
+              OR (p.status = 'open' AND p.created_epoch <= ?) \
+              OR (p.status = 'deleting' AND (p.lease_until IS NULL OR p.lease_until <= ?))) \
+             AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.package_id = p.id \
+                             AND h.released_at IS NULL AND p.status <> 'deleting') \
+             ORDER BY p.created_at, p.id LIMIT {}{}",
+            limit.max(1),
+            self.dialect().skip_locked()
+        );
+        let claimed_ids = self
+            .write_tx(async || {
+                let candidates = self
+                    .rows(
+                        &sql,
+                        &[now_epoch.into(), abandoned_before.into(), now_epoch.into()],
+                    )
+                    .await?;
+                let mut claimed = Vec::with_capacity(candidates.len());
+                for row in &candidates {
+                    let mut c = Cols::new(row);
+                    let id = c.text()?;
+                    let status =
+                        PackageStatus::parse(&c.text()?).ok_or_else(|| rows::corrupt("status"))?;
+                    let expires_at = c.opt_time()?;
+                    let newly = status != PackageStatus::Deleting;
+                    self.exec(
+                        "UPDATE artifact_packages SET status = 'deleting', \
+                         deleting_at = COALESCE(deleting_at, ?), lease_until = ?, \
+                         claimed_by = ? WHERE id = ?",
+                        &[
+                            ts(now),
+                            lease_until.into(),
+                            sweeper.into(),
+                            id.as_str().into(),
+                        ],
+                    )
+                    .await?;
+                    if newly {
+                        let why = if expires_at.is_some_and(|e| e <= now) {
+                            "retention period ended"
+                        } else {
+                            "open package abandoned"
+                        };
+                        self.insert_retention_event(
+                            &id,
+                            RetentionEventType::DeletionEligible,
+                            why,
+                            sweeper,
+                            now,
+                            expires_at,
+                            expires_at,
+                        )
+                        .await?;
+                        self.append_audit_in_tx(
+                            AuditDraft {
+                                event_type: AuditEventType::DeletionRequested,
+                                package_id: Some(id.clone()),
+                                file_id: None,
+                                actor: sweeper.to_string(),
+                                details: json!({"reason": why}),
+                            },
+                            now,
+                        )
+                        .await?;
+                    }
+                    claimed.push((id, newly));
+                }
+                Ok(claimed)
+            })
+            .await?;
+        let mut claims = Vec::with_capacity(claimed_ids.len());
+        for (id, newly_deleting) in claimed_ids {
+            let package = self
+                .get_package_impl(&id)
+                .await?
+                .ok_or_else(|| not_found("package", &id))?;
+            claims.push(SweepClaim {
+                package,
+                newly_deleting,
+            });
+        }
+        Ok(claims)
+    }
+
+    pub(crate) async fn count_held_eligible_impl(
+        &self,
+        now: Timestamp,
+        open_ttl_secs: i64,
+    ) -> MetaResult<u64> {
+        let now_epoch = time::epoch(now);
+        let row = self
+            .first_row(
+                "SELECT COUNT(*) FROM artifact_packages p WHERE \
+                 ((p.status IN ('open', 'finalized') AND p.expires_epoch <= ?) \
+                  OR (p.status = 'open' AND p.created_epoch <= ?)) \
+                 AND EXISTS (SELECT 1 FROM holds h WHERE h.package_id = p.id \
+                             AND h.released_at IS NULL)",
+                &[now_epoch.into(), (now_epoch - open_ttl_secs).into()],
+            )
+            .await?;
+        row.map_or(Ok(0), |r| Cols::new(&r).u64())
+    }
+
+    pub(crate) async fn objects_to_delete_impl(
+        &self,
+        package_id: &str,
+    ) -> MetaResult<Vec<StorageLocation>> {
+        self.write_tx(async || {
+            let locked = self.lock_package(package_id).await?;
+            if locked.status != PackageStatus::Deleting {
+                return Err(domain(
+                    ErrorCode::InvalidState,
+                    format!("package {package_id} is {}", locked.status.as_str()),
+                ));
+            }
+            let held = self
+                .first_row(
+                    "SELECT 1 FROM holds WHERE package_id = ? AND released_at IS NULL",
+                    &[package_id.into()],
+                )
+                .await?;
+            if held.is_some() {
+                return Err(domain(
+                    ErrorCode::HoldActive,
+                    format!("package {package_id} is on hold"),
+                ));
+            }
+            self.exec(
+                "UPDATE artifact_packages SET bytes_deletion_started = 1 WHERE id = ?",
+                &[package_id.into()],
+            )
+            .await?;
+            let sql = format!(
+                "SELECT DISTINCT l.backend_id, l.object_key FROM artifact_files f \
+                 JOIN storage_locations l ON l.file_id = f.id \
+                 WHERE f.package_id = ? AND f.deleted_at IS NULL AND NOT EXISTS ( \
+                   SELECT 1 FROM storage_locations l2 \
+                   JOIN artifact_files f2 ON f2.id = l2.file_id \
+                   JOIN artifact_packages q ON q.id = f2.package_id \
+                   WHERE l2.backend_id = l.backend_id AND l2.object_key = l.object_key \
+                   AND f2.package_id <> f.package_id AND f2.deleted_at IS NULL \
+                   AND {LIVE_PACKAGE}) \
+                 ORDER BY l.backend_id, l.object_key"
+            );
+            let mut out = Vec::new();
+            for row in self.rows(&sql, &[package_id.into()]).await? {
+                let mut c = Cols::new(&row);
+                let location = StorageLocation {
+                    backend_id: c.text()?,
+                    object_key: c.text()?,
+                };
+                self.exec(
+                    "UPDATE blobs SET state = 'deleting' WHERE backend_id = ? AND object_key = ?",
+                    &[
+                        location.backend_id.as_str().into(),
+                        location.object_key.as_str().into(),
+                    ],
+                )
+                .await?;
+                out.push(location);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn forget_blob_impl(&self, location: &StorageLocation) -> MetaResult<()> {
+        self.exec(
+            "DELETE FROM blobs WHERE backend_id = ? AND object_key = ? AND state = 'deleting'",
+            &[
+                location.backend_id.as_str().into(),
+                location.object_key.as_str().into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn complete_deletion_impl(
+        &self,
+        package_id: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> MetaResult<()> {
+        let now = time::truncate(now);
+        self.write_tx(async || {
+            let locked = self.lock_package(package_id).await?;
+            match locked.status {
+                PackageStatus::Deleted => return Ok(()),
+                PackageStatus::Deleting => {}
+                other => {
+                    return Err(domain(
+                        ErrorCode::InvalidState,
+                        format!("package {package_id} is {}", other.as_str()),
+                    ));
+                }
+            }
+            self.exec(
+                "UPDATE artifact_files SET deleted_at = ? WHERE package_id = ? \
+                 AND deleted_at IS NULL",
+                &[ts(now), package_id.into()],
+            )
+            .await?;
+            self.exec(
+                "UPDATE artifact_packages SET status = 'deleted', deleted_at = ?, \
+                 lease_until = NULL, claimed_by = NULL WHERE id = ?",
+                &[ts(now), package_id.into()],
+            )
+            .await?;
+            self.exec(
+                "DELETE FROM pending_uploads WHERE package_id = ?",
+                &[package_id.into()],
+            )
+            .await?;
+            self.insert_retention_event(
+                package_id,
+                RetentionEventType::Deleted,
+                "bytes deleted by sweep",
+                actor,
+                now,
+                locked.expires_at,
+                locked.expires_at,
+            )
+            .await?;
+            self.append_audit_in_tx(
+                AuditDraft {
+                    event_type: AuditEventType::DeletionCompleted,
+                    package_id: Some(package_id.to_string()),
+                    file_id: None,
+                    actor: actor.to_string(),
+                    details: json!({
+                        "file_count": locked.file_count,
+                        "total_bytes": locked.total_bytes,
+                    }),
+                },
+                now,
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn fail_deletion_impl(
+        &self,
+        package_id: &str,
+        actor: &str,
+        detail: &str,
+    ) -> MetaResult<()> {
+        self.write_tx(async || {
+            self.lock_package(package_id).await?;
+            // Dropping the lease lets the next sweep retry at once.
+            self.exec(
+                "UPDATE artifact_packages SET lease_until = NULL, claimed_by = NULL WHERE id = ?",
+                &[package_id.into()],
+            )
+            .await?;
+            self.append_audit_in_tx(
+                AuditDraft {
+                    event_type: AuditEventType::DeletionFailed,
+                    package_id: Some(package_id.to_string()),
+                    file_id: None,
+                    actor: actor.to_string(),
+                    details: json!({"detail": detail}),
+                },
+                time::now(),
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn stale_uploads_impl(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> MetaResult<Vec<PendingUpload>> {
+        let sql = format!(
+            "SELECT {PENDING_COLUMNS} FROM pending_uploads WHERE started_epoch < ? \
+             ORDER BY started_epoch, id LIMIT {}",
+            limit.max(1)
+        );
+        self.rows(&sql, &[time::epoch(before).into()])
+            .await?
+            .iter()
+            .map(rows::pending_upload)
+            .collect()
+    }
+}

@@ -1,0 +1,324 @@
+//! The `kv` backend: objects as 1 MiB chunks in the Spin key-value store `blobs`.
+//!
+//! Layout (BRIEF): chunks at `<key>/c/<n>`, then the object's meta JSON at `<key>`
+//! (`{"size","sha256","chunk_size","chunks"}`), written last. Decision: the meta is the
+//! commit point, so a reader that finds meta finds every chunk, and an absent meta means an
+//! absent object whatever chunks lie around. Deletion therefore removes the meta first.
+//! Chunks are 1 MiB because Spin bounds key-value values; a range read touches only the
+//! chunks it needs. The cost is one KV round trip per MiB.
+
+use std::cell::OnceCell;
+use std::rc::Rc;
+
+use artifact_store_core::model::StorageLocation;
+use artifact_store_core::ports::{
+    BackendHealth, ByteRange, ByteStream, HealthStatus, ObjectInfo, ObjectStore, PutMetadata,
+    PutReceipt, StorageError,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use spin_sdk::key_value::Store;
+
+pub const STORE_LABEL: &str = "blobs";
+pub const CHUNK_SIZE: usize = 1024 * 1024;
+pub const BACKEND_ID: &str = "kv";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvMeta {
+    pub size: u64,
+    pub sha256: String,
+    pub chunk_size: u64,
+    pub chunks: u64,
+}
+
+/// Chunk count and boundaries, shared by writer and reader.
+impl KvMeta {
+    /// `(first chunk, offset in it)` of byte `pos`.
+    pub fn locate(&self, pos: u64) -> (u64, usize) {
+        (pos / self.chunk_size, (pos % self.chunk_size) as usize)
+    }
+}
+
+pub fn chunk_key(key: &str, n: u64) -> String {
+    format!("{key}/c/{n}")
+}
+
+fn unavailable(op: &str, e: impl std::fmt::Debug) -> StorageError {
+    StorageError::Unavailable {
+        detail: format!("kv {op}: {e:?}"),
+        retry_after_secs: 5,
+    }
+}
+
+/// The `kv` backend; the store is opened on first use.
+#[derive(Default)]
+pub struct KvStore {
+    store: OnceCell<Rc<Store>>,
+}
+
+impl KvStore {
+    pub fn new() -> KvStore {
+        KvStore::default()
+    }
+
+    fn store(&self) -> Result<Rc<Store>, StorageError> {
+        if let Some(s) = self.store.get() {
+            return Ok(s.clone());
+        }
+        let s = Rc::new(Store::open(STORE_LABEL).map_err(|e| unavailable("open", e))?);
+        Ok(self.store.get_or_init(|| s).clone())
+    }
+
+    fn meta(&self, store: &Store, key: &str) -> Result<Option<KvMeta>, StorageError> {
+        match store.get(key).map_err(|e| unavailable("get", e))? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StorageError::Backend(format!("kv meta at {key} unreadable: {e}"))),
+        }
+    }
+
+    fn delete_chunks(store: &Store, key: &str, count: u64) {
+        for n in 0..count {
+            let _ = store.delete(&chunk_key(key, n));
+        }
+    }
+}
+
+impl ObjectStore for KvStore {
+    type Reader = KvReader;
+
+    fn backend_id(&self) -> &str {
+        BACKEND_ID
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: &mut impl ByteStream,
+        meta: &PutMetadata,
+    ) -> Result<PutReceipt, StorageError> {
+        let store = self.store()?;
+        // A stale meta would make half-written chunks readable: drop it first.
+        store.delete(key).map_err(|e| unavailable("delete", e))?;
+        let mut hasher = Sha256::new();
+        let (mut size, mut chunks) = (0u64, 0u64);
+        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE);
+        let result: Result<(), StorageError> = async {
+            while let Some(data) = body.next_chunk().await? {
+                size += data.len() as u64;
+                if size > meta.max_bytes {
+                    return Err(StorageError::TooLarge {
+                        limit: meta.max_bytes,
+                    });
+                }
+                hasher.update(&data);
+                let mut rest = &data[..];
+                while !rest.is_empty() {
+                    let n = (CHUNK_SIZE - buf.len()).min(rest.len());
+                    buf.extend_from_slice(&rest[..n]);
+                    rest = &rest[n..];
+                    if buf.len() == CHUNK_SIZE {
+                        store
+                            .set(&chunk_key(key, chunks), &buf)
+                            .map_err(|e| unavailable("set", e))?;
+                        chunks += 1;
+                        buf.clear();
+                    }
+                }
+            }
+            if !buf.is_empty() {
+                store
+                    .set(&chunk_key(key, chunks), &buf)
+                    .map_err(|e| unavailable("set", e))?;
+                chunks += 1;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            // `chunks` counts what was written; a failed set may have landed too.
+            Self::delete_chunks(&store, key, chunks + 1);
+            return Err(e);
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        let object = KvMeta {
+            size,
+            sha256: sha256.clone(),
+            chunk_size: CHUNK_SIZE as u64,
+            chunks,
+        };
+        let meta_json = serde_json::to_vec(&object).unwrap_or_default();
+        if let Err(e) = store.set(key, &meta_json) {
+            Self::delete_chunks(&store, key, chunks);
+            return Err(unavailable("set", e));
+        }
+        Ok(PutReceipt {
+            location: StorageLocation {
+                backend_id: BACKEND_ID.to_string(),
+                object_key: key.to_string(),
+            },
+            size_bytes: size,
+            sha256,
+        })
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        let store = self.store()?;
+        let meta = self
+            .meta(&store, from)?
+            .ok_or_else(|| StorageError::NotFound(from.to_string()))?;
+        if self
+            .meta(&store, to)?
+            .is_some_and(|m| m.sha256 == meta.sha256)
+        {
+            return Ok(()); // already there (content-addressed: same digest, same bytes)
+        }
+        for n in 0..meta.chunks {
+            let chunk = store
+                .get(&chunk_key(from, n))
+                .map_err(|e| unavailable("get", e))?
+                .ok_or_else(|| StorageError::Backend(format!("kv chunk {n} of {from} missing")))?;
+            store
+                .set(&chunk_key(to, n), &chunk)
+                .map_err(|e| unavailable("set", e))?;
+        }
+        let meta_json = serde_json::to_vec(&meta).unwrap_or_default();
+        store.set(to, &meta_json).map_err(|e| unavailable("set", e))
+    }
+
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<KvReader, StorageError> {
+        let store = self.store()?;
+        let meta = self
+            .meta(&store, key)?
+            .ok_or_else(|| StorageError::NotFound(key.to_string()))?;
+        let (start, end_exclusive) = match range {
+            None => (0, meta.size),
+            Some(r) => (r.start.min(meta.size), (r.end_inclusive + 1).min(meta.size)),
+        };
+        let (chunk, offset) = meta.locate(start);
+        Ok(KvReader {
+            store,
+            key: key.to_string(),
+            next_chunk: chunk,
+            offset,
+            remaining: end_exclusive.saturating_sub(start),
+        })
+    }
+
+    async fn presign_get(
+        &self,
+        _key: &str,
+        _expires_secs: u64,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        let store = self.store()?;
+        Ok(self
+            .meta(&store, key)?
+            .map(|m| ObjectInfo { size_bytes: m.size }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let store = self.store()?;
+        let Some(meta) = self.meta(&store, key)? else {
+            return Ok(());
+        };
+        store.delete(key).map_err(|e| unavailable("delete", e))?;
+        for n in 0..meta.chunks {
+            store
+                .delete(&chunk_key(key, n))
+                .map_err(|e| unavailable("delete", e))?;
+        }
+        Ok(())
+    }
+
+    async fn health(&self) -> BackendHealth {
+        match self.store() {
+            Ok(_) => BackendHealth {
+                status: HealthStatus::Ok,
+                detail: format!("key-value store {STORE_LABEL}"),
+            },
+            Err(e) => BackendHealth {
+                status: HealthStatus::Unavailable,
+                detail: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Streams an object (or a slice of it) chunk by chunk.
+pub struct KvReader {
+    store: Rc<Store>,
+    key: String,
+    next_chunk: u64,
+    offset: usize,
+    remaining: u64,
+}
+
+impl ByteStream for KvReader {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        let n = self.next_chunk;
+        let chunk = self
+            .store
+            .get(&chunk_key(&self.key, n))
+            .map_err(|e| unavailable("get", e))?
+            .ok_or_else(|| {
+                StorageError::Backend(format!("kv chunk {n} of {} missing", self.key))
+            })?;
+        if chunk.len() <= self.offset {
+            return Err(StorageError::Backend(format!(
+                "kv chunk {n} of {} is short",
+                self.key
+            )));
+        }
+        let take =
+            (chunk.len() - self.offset).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let mut out = chunk;
+        if self.offset > 0 {
+            out.drain(..self.offset);
+        }
+        out.truncate(take);
+        self.offset = 0;
+        self.next_chunk += 1;
+        self.remaining -= take as u64;
+        Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locating_bytes() {
+        let m = KvMeta {
+            size: 3 * CHUNK_SIZE as u64,
+            sha256: String::new(),
+            chunk_size: CHUNK_SIZE as u64,
+            chunks: 3,
+        };
+        assert_eq!(m.locate(0), (0, 0));
+        assert_eq!(m.locate(CHUNK_SIZE as u64 + 5), (1, 5));
+        assert_eq!(chunk_key("sha256/aa/bb/x", 2), "sha256/aa/bb/x/c/2");
+    }
+
+    #[test]
+    fn meta_json_shape() {
+        let m = KvMeta {
+            size: 5,
+            sha256: "ab".into(),
+            chunk_size: 1_048_576,
+            chunks: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"size":5,"sha256":"ab","chunk_size":1048576,"chunks":1}"#
+        );
+    }
+}

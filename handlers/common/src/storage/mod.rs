@@ -1,0 +1,196 @@
+//! Object store adapters: kv and s3.
+//!
+//! Decision: the backends are a closed enum (`Backend`) that implements `ObjectStore` by
+//! delegation, so handlers are written once against the port with static dispatch and no
+//! boxed streams. `Backends` holds what this deployment configured: `kv` always, `s3` only
+//! when its variables are set. Every stored location names its backend id, so a file
+//! uploaded before `default_backend` changed is still served from where it lives.
+
+pub mod kv;
+pub mod s3;
+
+use artifact_store_core::content;
+use artifact_store_core::ports::{
+    BackendHealth, ByteRange, ByteStream, ObjectInfo, ObjectStore, PutMetadata, PutReceipt,
+    StorageError,
+};
+
+use crate::config::{BackendKind, Config};
+use crate::problem::{ApiError, log_error};
+use kv::KvStore;
+use s3::{S3Config, S3Store};
+
+pub enum Backend {
+    Kv(KvStore),
+    S3(Box<S3Store>),
+}
+
+impl Backend {
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Backend::Kv(_) => BackendKind::Kv,
+            Backend::S3(_) => BackendKind::S3,
+        }
+    }
+
+    /// The prefix of this backend's keys (`""` for kv, `s3_key_prefix` for s3).
+    pub fn key_prefix(&self) -> &str {
+        match self {
+            Backend::Kv(_) => "",
+            Backend::S3(s) => s.key_prefix(),
+        }
+    }
+
+    /// The content-addressed key of `sha256` in this backend.
+    pub fn object_key(&self, sha256: &str) -> String {
+        content::object_key(self.key_prefix(), sha256)
+    }
+
+    /// Where an upload's bytes wait for their digest.
+    pub fn staging_key(&self, upload_id: &str) -> String {
+        content::staging_key(self.key_prefix(), upload_id)
+    }
+}
+
+pub enum BackendReader {
+    Kv(kv::KvReader),
+    S3(<S3Store as ObjectStore>::Reader),
+}
+
+impl ByteStream for BackendReader {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            BackendReader::Kv(r) => r.next_chunk().await,
+            BackendReader::S3(r) => r.next_chunk().await,
+        }
+    }
+}
+
+impl ObjectStore for Backend {
+    type Reader = BackendReader;
+
+    fn backend_id(&self) -> &str {
+        match self {
+            Backend::Kv(b) => b.backend_id(),
+            Backend::S3(b) => b.backend_id(),
+        }
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: &mut impl ByteStream,
+        meta: &PutMetadata,
+    ) -> Result<PutReceipt, StorageError> {
+        match self {
+            Backend::Kv(b) => b.put(key, body, meta).await,
+            Backend::S3(b) => b.put(key, body, meta).await,
+        }
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        match self {
+            Backend::Kv(b) => b.copy(from, to).await,
+            Backend::S3(b) => b.copy(from, to).await,
+        }
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<BackendReader, StorageError> {
+        match self {
+            Backend::Kv(b) => b.get(key, range).await.map(BackendReader::Kv),
+            Backend::S3(b) => b.get(key, range).await.map(BackendReader::S3),
+        }
+    }
+
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires_secs: u64,
+    ) -> Result<Option<String>, StorageError> {
+        match self {
+            Backend::Kv(b) => b.presign_get(key, expires_secs).await,
+            Backend::S3(b) => b.presign_get(key, expires_secs).await,
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        match self {
+            Backend::Kv(b) => b.head(key).await,
+            Backend::S3(b) => b.head(key).await,
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            Backend::Kv(b) => b.delete(key).await,
+            Backend::S3(b) => b.delete(key).await,
+        }
+    }
+
+    async fn health(&self) -> BackendHealth {
+        match self {
+            Backend::Kv(b) => b.health().await,
+            Backend::S3(b) => b.health().await,
+        }
+    }
+}
+
+/// The backends this deployment configured.
+pub struct Backends {
+    kv: Backend,
+    s3: Option<Backend>,
+    default: BackendKind,
+}
+
+impl Backends {
+    /// `kv` always; `s3` when `s3_endpoint` and `s3_bucket` are set. 500 when
+    /// `default_backend` names an unconfigured backend or the S3 variables are invalid.
+    pub fn from_config(config: &Config) -> Result<Backends, ApiError> {
+        let s3 = S3Config::from_lookup(config.lookup()).map_err(|e| {
+            log_error("configuration", &e);
+            ApiError::internal("the deployment's S3 variables are invalid")
+        })?;
+        let backends = Backends {
+            kv: Backend::Kv(KvStore::new()),
+            s3: s3.map(|c| Backend::S3(Box::new(S3Store::new(c)))),
+            default: config.default_backend,
+        };
+        if backends.get(config.default_backend.id()).is_none() {
+            log_error(
+                "configuration",
+                "default_backend is s3 but S3 is not configured",
+            );
+            return Err(ApiError::internal(
+                "the deployment's default backend is not configured",
+            ));
+        }
+        Ok(backends)
+    }
+
+    /// Where new uploads go.
+    pub fn default_backend(&self) -> &Backend {
+        self.get(self.default.id()).unwrap_or(&self.kv)
+    }
+
+    pub fn default_id(&self) -> &'static str {
+        self.default.id()
+    }
+
+    /// The backend a stored location names (`None`: not configured here).
+    pub fn get(&self, backend_id: &str) -> Option<&Backend> {
+        match backend_id {
+            kv::BACKEND_ID => Some(&self.kv),
+            s3::BACKEND_ID => self.s3.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Every configured backend, `kv` first.
+    pub fn all(&self) -> impl Iterator<Item = &Backend> {
+        std::iter::once(&self.kv).chain(self.s3.as_ref())
+    }
+}

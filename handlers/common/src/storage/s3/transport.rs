@@ -1,0 +1,33 @@
+//! The one seam between S3 logic and the network: send a signed request, get a streaming
+//! reply.
+//!
+//! Decision: `S3Store` is generic over `Transport` (default: Spin outbound HTTP), so the
+//! multipart, abort and retry logic runs unchanged in native tests against a real RGW with a
+//! plain HTTP client. Implementations must send the body with the request's exact
+//! `Content-Length` and must not add or drop headers that were signed.
+
+#![allow(async_fn_in_trait)] // guests are single-threaded: no `Send` bounds wanted
+
+use artifact_store_core::ports::{ByteStream, StorageError};
+
+use super::request::S3Request;
+
+/// Sends signed S3 requests.
+pub trait Transport {
+    /// The reply body, read in bounded chunks.
+    type Body: ByteStream;
+
+    /// Sends `request` (its body included) and returns the reply once its head arrived.
+    /// `Err` only when no reply came (connection refused, reset, timeout): the text says why.
+    async fn send(&self, request: &S3Request) -> Result<http::Response<Self::Body>, String>;
+}
+
+/// Reads a (small) reply body completely, keeping at most `limit` bytes.
+pub async fn read_body(body: &mut impl ByteStream, limit: usize) -> Result<Vec<u8>, StorageError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next_chunk().await? {
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(out)
+}

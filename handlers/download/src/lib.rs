@@ -1,0 +1,11 @@
+//! The `download` component: `GET /files/{file_id}/download` (streaming response bodies).
+//!
+//! Thin on purpose: the handler lives in `artifact_store_handlers::api::download`, so every
+//! component shares one tested implementation and this crate only binds it to Spin.
+
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+
+#[spin_sdk::http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    artifact_store_handlers::api::download::handle(req, out).await
+}

@@ -1,0 +1,11 @@
+//! The `packages` component: `POST /packages`, `GET /packages`, `GET /packages/{id}`, `GET /packages/{id}/manifest`.
+//!
+//! Thin on purpose: the handler lives in `artifact_store_handlers::api::packages`, so every
+//! component shares one tested implementation and this crate only binds it to Spin.
+
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+
+#[spin_sdk::http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    artifact_store_handlers::api::packages::handle(req, out).await
+}
