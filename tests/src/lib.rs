@@ -42,6 +42,8 @@ pub struct Config {
     pub bytes: Bytes,
     /// Extra `name=value` variables (retention rules in seconds, size limits ...).
     pub variables: Vec<(String, String)>,
+    /// Serve a copy of `spin.toml` whose `[[trigger.cron]]` runs on this schedule.
+    pub cron_expression: Option<String>,
 }
 
 impl Config {
@@ -50,7 +52,15 @@ impl Config {
             metadata,
             bytes,
             variables: Vec::new(),
+            cron_expression: None,
         }
+    }
+
+    /// Runs the sweeper on `expr` instead of the manifest's schedule (spin-trigger-cron
+    /// takes the expression literally, so the test serves a copy of the manifest).
+    pub fn cron(mut self, expr: &str) -> Config {
+        self.cron_expression = Some(expr.to_string());
+        self
     }
 
     pub fn var(mut self, name: &str, value: impl Into<String>) -> Config {
@@ -201,6 +211,7 @@ impl TestApp {
                 bin.display()
             );
         }
+        let manifest = self.manifest()?;
         let port = free_port()?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -210,7 +221,9 @@ impl TestApp {
         // One compile cache for every test app: components compile once per run.
         cmd.env("HARNESS_CACHE_DIR", target_dir().join("harness-cache"))
             .current_dir(repo_root())
-            .args(["up", "--from", "spin.toml", "--listen"])
+            .args(["up", "--from"])
+            .arg(&manifest)
+            .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--state-dir")
             .arg(&self.state_dir)
@@ -261,6 +274,29 @@ impl TestApp {
         };
         app.spawn().await?;
         Ok(app)
+    }
+
+    /// `spin.toml`, or a copy of it beside it in `target/` with the test's cron schedule.
+    fn manifest(&self) -> Result<PathBuf> {
+        let root = repo_root();
+        let Some(expr) = &self.config.cron_expression else {
+            return Ok(root.join("spin.toml"));
+        };
+        let text = std::fs::read_to_string(root.join("spin.toml"))?;
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.starts_with("cron_expression") {
+                out.push_str(&format!("cron_expression = \"{expr}\"\n"));
+            } else if let Some(rest) = line.strip_prefix("source = \"") {
+                out.push_str(&format!("source = \"{}/{rest}\n", root.display()));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        let path = self.state_dir.join("spin.toml");
+        std::fs::write(&path, out)?;
+        Ok(path)
     }
 
     /// Kills the harness process at once (SIGKILL), as a crash would.

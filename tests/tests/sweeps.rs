@@ -202,7 +202,7 @@ async fn killed_sweeper_resumes(cfg: Config) -> Result<()> {
 
 /// The scheduled sweeper runs in the harness on its cron expression.
 async fn cron_sweeper_fires(cfg: Config) -> Result<()> {
-    let app = start!(short(cfg).var("sweep_cron", "*/2 * * * * * *"));
+    let app = start!(short(cfg).cron("*/2 * * * * * *"));
     let (pid, _) = finalized_with_file(&app, "cron", "transient", pseudo_random(9, 1000)).await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {

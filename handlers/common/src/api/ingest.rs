@@ -194,13 +194,20 @@ async fn store_file(
     };
     ctx.meta.begin_upload(&pending).await?;
     let result = stage_and_commit(ctx, backend, upload, &pending, body).await;
-    if let Err(e) = backend.delete(&pending.staging_key).await {
-        log_error(
-            "upload",
-            &format!("staging {} not deleted: {e}", pending.staging_key),
-        );
-    }
+    let staging_deleted = match backend.delete(&pending.staging_key).await {
+        Ok(()) => true,
+        Err(e) => {
+            log_error(
+                "upload",
+                &format!("staging {} not deleted: {e}", pending.staging_key),
+            );
+            false
+        }
+    };
+    // A failed upload is forgotten only once its staging bytes are gone; otherwise the
+    // pending row stays for the orphan sweep to retry (e.g. the backend was down).
     if result.is_err()
+        && staging_deleted
         && let Err(e) = ctx.meta.abort_upload(&pending.id).await
     {
         log_error(

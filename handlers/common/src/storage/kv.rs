@@ -223,16 +223,22 @@ impl ObjectStore for KvStore {
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let store = self.store()?;
-        let Some(meta) = self.meta(&store, key)? else {
-            return Ok(());
-        };
+        let known_chunks = self.meta(&store, key)?.map(|m| m.chunks);
         store.delete(key).map_err(|e| unavailable("delete", e))?;
-        for n in 0..meta.chunks {
-            store
-                .delete(&chunk_key(key, n))
-                .map_err(|e| unavailable("delete", e))?;
+        // Without meta (a write cut by a crash), the chunks run from 0 to the first gap.
+        let mut n = 0;
+        loop {
+            let chunk = chunk_key(key, n);
+            let more = match known_chunks {
+                Some(count) => n < count,
+                None => store.exists(&chunk).map_err(|e| unavailable("exists", e))?,
+            };
+            if !more {
+                return Ok(());
+            }
+            store.delete(&chunk).map_err(|e| unavailable("delete", e))?;
+            n += 1;
         }
-        Ok(())
     }
 
     async fn health(&self) -> BackendHealth {
