@@ -110,7 +110,12 @@ impl Tokens {
         json!([
             entry(&self.operator, "ops-team", &["operator"], &[]),
             entry(&self.producer, "ci-bot", &["producer"], &[PRODUCER]),
-            entry(&self.other_producer, "other-bot", &["producer"], &[OTHER_PRODUCER]),
+            entry(
+                &self.other_producer,
+                "other-bot",
+                &["producer"],
+                &[OTHER_PRODUCER]
+            ),
             entry(&self.reader, "auditor", &["reader"], &[PRODUCER]),
             entry(&self.reader_all, "archivist", &["reader"], &["*"]),
         ])
@@ -346,7 +351,12 @@ impl TestApp {
 
     // --- requests ---------------------------------------------------------------------
 
-    pub fn req(&self, method: reqwest::Method, token: Option<&str>, path: &str) -> reqwest::RequestBuilder {
+    pub fn req(
+        &self,
+        method: reqwest::Method,
+        token: Option<&str>,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         let mut b = self.http.request(method, self.url(path));
         if let Some(t) = token {
             b = b.bearer_auth(t);
@@ -355,7 +365,10 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, token: &str, path: &str) -> Result<(u16, Value)> {
-        let r = self.req(reqwest::Method::GET, Some(token), path).send().await?;
+        let r = self
+            .req(reqwest::Method::GET, Some(token), path)
+            .send()
+            .await?;
         read_json(r).await
     }
 
@@ -397,9 +410,19 @@ impl TestApp {
     }
 
     /// Raw PUT upload of `bytes` to `path` in package `id`.
-    pub async fn put_file(&self, token: &str, id: &str, path: &str, bytes: Vec<u8>) -> Result<(u16, Value)> {
+    pub async fn put_file(
+        &self,
+        token: &str,
+        id: &str,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(u16, Value)> {
         let r = self
-            .req(reqwest::Method::PUT, Some(token), &format!("/packages/{id}/files/{path}"))
+            .req(
+                reqwest::Method::PUT,
+                Some(token),
+                &format!("/packages/{id}/files/{path}"),
+            )
             .header("content-type", media_type_for(path))
             .header("x-artifact-sha256", sha256_hex(&bytes))
             .body(bytes)
@@ -441,8 +464,15 @@ impl TestApp {
         body.extend_from_slice(&bytes);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let r = self
-            .req(reqwest::Method::POST, Some(token), &format!("/packages/{id}/files"))
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .req(
+                reqwest::Method::POST,
+                Some(token),
+                &format!("/packages/{id}/files"),
+            )
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(body)
             .send()
             .await?;
@@ -451,7 +481,13 @@ impl TestApp {
 
     /// Sends one request over a plain TCP connection, exactly as written (no client-side
     /// URL normalization), and returns the status and JSON body.
-    pub async fn raw_request(&self, method: &str, path: &str, token: &str, body: &[u8]) -> Result<(u16, Value)> {
+    pub async fn raw_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &[u8],
+    ) -> Result<(u16, Value)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = self.base_url.trim_start_matches("http://");
         let mut sock = tokio::net::TcpStream::connect(addr).await?;
@@ -474,7 +510,11 @@ impl TestApp {
             .find("\r\n\r\n")
             .map(|i| &text[i + 4..])
             .and_then(|b| b.find('{').map(|j| &b[j..]))
-            .and_then(|b| serde_json::Deserializer::from_str(b).into_iter::<Value>().next())
+            .and_then(|b| {
+                serde_json::Deserializer::from_str(b)
+                    .into_iter::<Value>()
+                    .next()
+            })
             .and_then(|r| r.ok())
             .unwrap_or(Value::Null);
         Ok((status, json))
@@ -488,7 +528,11 @@ impl TestApp {
     /// Downloads a file and returns (status, body bytes).
     pub async fn download(&self, token: &str, file_id: &str) -> Result<(u16, Vec<u8>)> {
         let r = self
-            .req(reqwest::Method::GET, Some(token), &format!("/files/{file_id}/download"))
+            .req(
+                reqwest::Method::GET,
+                Some(token),
+                &format!("/files/{file_id}/download"),
+            )
             .send()
             .await?;
         let status = r.status().as_u16();
@@ -533,7 +577,9 @@ impl TestApp {
     }
 
     pub async fn verify_audit(&self) -> Result<Value> {
-        let (status, body) = self.get_json(&self.tokens.operator, "/audit/verify").await?;
+        let (status, body) = self
+            .get_json(&self.tokens.operator, "/audit/verify")
+            .await?;
         if status != 200 {
             bail!("audit verify: {status} {body}");
         }
@@ -557,7 +603,10 @@ impl Drop for TestApp {
 pub async fn read_json(r: reqwest::Response) -> Result<(u16, Value)> {
     let status = r.status().as_u16();
     let bytes = r.bytes().await?;
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -594,14 +643,69 @@ pub fn free_port() -> Result<u16> {
 
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let f = std::fs::File::open(format!("/proc/{pid}/status")).ok()?;
-    BufReader::new(f).lines().map_while(|l| l.ok()).find_map(|l| {
-        l.strip_prefix(field)?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    })
+    BufReader::new(f)
+        .lines()
+        .map_while(|l| l.ok())
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+}
+
+/// The `id` field of a JSON answer.
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// Starts a `TestApp` in a scenario, or ends the scenario with `Ok(())` when its S3 server
+/// is switched off (`ARTIFACT_STORE_NO_S3`).
+#[macro_export]
+macro_rules! start {
+    ($cfg:expr) => {
+        match $crate::TestApp::start($cfg).await? {
+            Some(app) => app,
+            None => return Ok(()),
+        }
+    };
+}
+
+/// Runs a scenario on one deployment shape; a failure panics with the whole error chain.
+pub async fn run_scenario<F, Fut>(scenario: F, metadata: Metadata, bytes: Bytes)
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    if let Err(e) = scenario(Config::new(metadata, bytes)).await {
+        panic!("{e:#}");
+    }
+}
+
+/// One test module per deployment shape, one test per scenario of module `$scenarios`:
+/// `suite!(scenarios; sqlite_kv => (Sqlite, Kv), ...; [pilot_flow, ...]);`
+#[macro_export]
+macro_rules! suite {
+    ($scenarios:ident; $($shape:ident => ($meta:ident, $bytes:ident)),* ; $names:tt) => {
+        $( $crate::suite!(@shape $scenarios, $shape, $meta, $bytes, $names); )*
+    };
+    (@shape $scenarios:ident, $shape:ident, $meta:ident, $bytes:ident, [$($name:ident),* $(,)?]) => {
+        mod $shape {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::run_scenario(
+                        super::$scenarios::$name,
+                        $crate::Metadata::$meta,
+                        $crate::Bytes::$bytes,
+                    )
+                    .await
+                }
+            )*
+        }
+    };
 }
 
 /// Asserts a problem+json answer: its status and stable `code`.

@@ -24,7 +24,8 @@ impl Proxy {
         let counter = hits.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, needle, counter) = (upstream.clone(), needle.clone(), counter.clone());
+                let (upstream, needle, counter) =
+                    (upstream.clone(), needle.clone(), counter.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&upstream).await {
                         let _ = pipe(client, server, &needle, &counter).await;

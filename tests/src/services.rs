@@ -30,7 +30,16 @@ pub async fn create_pg_database() -> Result<String> {
 
 pub fn drop_pg_database(db: &str) {
     let _ = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-q",
+            "-c",
+        ])
         .arg(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .output();
 }

@@ -4,19 +4,14 @@
 //! the test client's own buffers do not count. The file is generated on the fly.
 
 use anyhow::{Result, ensure};
-use artifact_store_tests::{Bytes, Config, Metadata, TestApp, sha256_hex};
+use artifact_store_tests::{Bytes, Config, Metadata, TestApp, id};
 use futures::StreamExt;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const GIB: u64 = 1024 * 1024 * 1024;
 const CHUNK: usize = 1024 * 1024;
 /// Peak growth allowed while moving 1 GiB: a few buffers and parts, not the file.
 const MAX_GROWTH_KIB: u64 = 96 * 1024;
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
 
 /// 1 GiB of deterministic bytes as a stream, and its sha256.
 fn gib_stream() -> (reqwest::Body, String) {
@@ -32,11 +27,15 @@ fn gib_stream() -> (reqwest::Body, String) {
 }
 
 async fn one_gib_round_trip(cfg: Config) -> Result<()> {
-    let Some(app) = TestApp::start(cfg).await? else { return Ok(()) };
+    let Some(app) = TestApp::start(cfg).await? else {
+        return Ok(());
+    };
     let p = app.tokens.producer.clone();
     let pid = id(&app.create_package("big", "transient").await?);
     // Warm up: one small upload and download so lazily-allocated pools exist.
-    let (s, f) = app.put_file(&p, &pid, "warm.bin", vec![7u8; 4 * CHUNK]).await?;
+    let (s, f) = app
+        .put_file(&p, &pid, "warm.bin", vec![7u8; 4 * CHUNK])
+        .await?;
     ensure!(s == 201);
     let _ = app.download(&p, &id(&f)).await?;
     app.reset_peak_rss()?;
@@ -44,7 +43,11 @@ async fn one_gib_round_trip(cfg: Config) -> Result<()> {
 
     let (body, digest) = gib_stream();
     let r = app
-        .req(reqwest::Method::PUT, Some(&p), &format!("/packages/{pid}/files/big.bin"))
+        .req(
+            reqwest::Method::PUT,
+            Some(&p),
+            &format!("/packages/{pid}/files/big.bin"),
+        )
         .header("content-type", "application/octet-stream")
         .header("content-length", GIB.to_string())
         .header("x-artifact-sha256", &digest)
@@ -56,7 +59,11 @@ async fn one_gib_round_trip(cfg: Config) -> Result<()> {
     let after_upload = app.peak_rss_kib().unwrap_or(0);
 
     let r = app
-        .req(reqwest::Method::GET, Some(&p), &format!("/files/{}/download", id(&file)))
+        .req(
+            reqwest::Method::GET,
+            Some(&p),
+            &format!("/files/{}/download", id(&file)),
+        )
         .send()
         .await?;
     ensure!(r.status() == 200);
@@ -68,7 +75,10 @@ async fn one_gib_round_trip(cfg: Config) -> Result<()> {
         n += chunk.len() as u64;
         h.update(&chunk);
     }
-    ensure!(n == GIB && hex::encode(h.finalize()) == digest, "downloaded bytes");
+    ensure!(
+        n == GIB && hex::encode(h.finalize()) == digest,
+        "downloaded bytes"
+    );
     let after_download = app.peak_rss_kib().unwrap_or(0);
     let growth = after_download.saturating_sub(before);
     eprintln!(
@@ -81,8 +91,10 @@ async fn one_gib_round_trip(cfg: Config) -> Result<()> {
         growth / 1024
     );
     ensure!(before > 0, "RSS readable");
-    ensure!(growth < MAX_GROWTH_KIB, "harness memory grew {growth} KiB moving 1 GiB");
-    let _ = sha256_hex(b"");
+    ensure!(
+        growth < MAX_GROWTH_KIB,
+        "harness memory grew {growth} KiB moving 1 GiB"
+    );
     Ok(())
 }
 

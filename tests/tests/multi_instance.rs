@@ -2,21 +2,19 @@
 //! 200 concurrent operations spread across both, then every invariant checked.
 
 use anyhow::{Context, Result, ensure};
-use artifact_store_tests::{Bytes, Config, Metadata, PRODUCER, TestApp, pseudo_random};
+use artifact_store_tests::{Bytes, Config, Metadata, PRODUCER, TestApp, id, pseudo_random};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
 
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
-
 async fn shared_deployment(bytes: Bytes) -> Result<()> {
     let cfg = Config::new(Metadata::Postgres, bytes)
         .var("retention_transient_seconds", "3")
         .var("sweep_batch_size", "7");
-    let Some(a) = TestApp::start(cfg).await? else { return Ok(()) };
+    let Some(a) = TestApp::start(cfg).await? else {
+        return Ok(());
+    };
     let b = a.sibling().await?;
     let apps = [&a, &b];
     let p = a.tokens.producer.clone();
@@ -25,11 +23,21 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
     // 48 creates, alternating instances (half transient, half raw-evidence).
     let creates = (0..48).map(|i| {
         let app = apps[i % 2];
-        let class = if i % 2 == 0 { "transient" } else { "raw-evidence" };
+        let class = if i % 2 == 0 {
+            "transient"
+        } else {
+            "raw-evidence"
+        };
         let p = p.clone();
         async move {
-            app.create_package_as(&p, PRODUCER, &format!("shared-{i}"), class, json!({"i": i.to_string()}))
-                .await
+            app.create_package_as(
+                &p,
+                PRODUCER,
+                &format!("shared-{i}"),
+                class,
+                json!({"i": i.to_string()}),
+            )
+            .await
         }
     });
     let pkgs: Vec<Value> = join_all(creates).await.into_iter().collect::<Result<_>>()?;
@@ -49,7 +57,9 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
             } else {
                 pseudo_random((i * 2 + k) as u64 + 10, 50_000)
             };
-            uploads.push(Box::pin(async move { app_put(app, &p, pid, &format!("f{k}.bin"), bytes).await }));
+            uploads.push(Box::pin(async move {
+                app_put(app, &p, pid, &format!("f{k}.bin"), bytes).await
+            }));
         }
     }
     let mut rest: Vec<Op<()>> = Vec::new();
@@ -65,7 +75,11 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
             let op = op.clone();
             rest.push(Box::pin(async move {
                 let (s, v) = app
-                    .post_json(&op, &format!("/packages/{pid}/retention/holds"), &json!({"reason": "race"}))
+                    .post_json(
+                        &op,
+                        &format!("/packages/{pid}/retention/holds"),
+                        &json!({"reason": "race"}),
+                    )
                     .await?;
                 ensure!(s == 201, "hold {pid}: {s} {v}");
                 Ok(())
@@ -105,8 +119,14 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
         ensure!(s == 200);
         let types = a.audit_types(pid).await?;
         let uploaded = types.iter().filter(|t| *t == "file_uploaded").count() as u64;
-        ensure!(pkg["file_count"].as_u64() == Some(uploaded), "no lost audit event: {pkg} {types:?}");
-        let fin = types.iter().position(|t| t == "package_finalized").context("finalized")?;
+        ensure!(
+            pkg["file_count"].as_u64() == Some(uploaded),
+            "no lost audit event: {pkg} {types:?}"
+        );
+        let fin = types
+            .iter()
+            .position(|t| t == "package_finalized")
+            .context("finalized")?;
         ensure!(
             !types[fin..].iter().any(|t| t == "file_uploaded"),
             "no file committed to a finalized package: {types:?}"
@@ -115,17 +135,28 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
         ensure!(deleted <= 1, "never deleted twice: {types:?}");
         let held = i % 4 == 0;
         let transient = i % 2 == 0;
-        let want = if transient && !held { "deleted" } else { "finalized" };
-        ensure!(pkg["status"] == want, "package {i} ({pid}) is {want}: {pkg}");
+        let want = if transient && !held {
+            "deleted"
+        } else {
+            "finalized"
+        };
+        ensure!(
+            pkg["status"] == want,
+            "package {i} ({pid}) is {want}: {pkg}"
+        );
     }
     // Dedupe survived the races: every live file still downloads.
     for pid in &pids {
-        let (_, m) = a.get_json(&op, &format!("/packages/{pid}/manifest")).await?;
+        let (_, m) = a
+            .get_json(&op, &format!("/packages/{pid}/manifest"))
+            .await?;
         let (_, pkg) = a.get_json(&op, &format!("/packages/{pid}")).await?;
         if pkg["status"] != "finalized" {
             continue;
         }
-        ensure!(m["files"].as_array().map(Vec::len) == pkg["file_count"].as_u64().map(|n| n as usize));
+        ensure!(
+            m["files"].as_array().map(Vec::len) == pkg["file_count"].as_u64().map(|n| n as usize)
+        );
     }
     Ok(())
 }

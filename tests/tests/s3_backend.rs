@@ -3,21 +3,10 @@
 
 use anyhow::{Context, Result, ensure};
 use artifact_store_tests::proxy::Proxy;
-use artifact_store_tests::{Bytes, Config, Metadata, TestApp, pseudo_random, read_json, s3, s3_env, sha256_hex};
-use serde_json::{Value, json};
-
-macro_rules! start {
-    ($cfg:expr) => {
-        match TestApp::start($cfg).await? {
-            Some(app) => app,
-            None => return Ok(()),
-        }
-    };
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
+use artifact_store_tests::{
+    Bytes, Config, Metadata, id, pseudo_random, read_json, s3, s3_env, sha256_hex, start,
+};
+use serde_json::json;
 
 fn s3_cfg() -> Config {
     Config::new(Metadata::Sqlite, Bytes::S3)
@@ -31,118 +20,180 @@ fn check(r: Result<()>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_answers_503_and_writes_nothing() {
-    check(async {
-        let app = start!(s3_cfg().var("s3_secret_access_key", "definitely-not-the-secret"));
-        let p = app.tokens.producer.clone();
-        let pid = id(&app.create_package("denied", "transient").await?);
-        let r = app
-            .req(reqwest::Method::PUT, Some(&p), &format!("/packages/{pid}/files/a.bin"))
-            .body(pseudo_random(1, 100_000))
-            .send()
-            .await?;
-        ensure!(r.headers().contains_key("retry-after"), "503 carries Retry-After");
-        let got = read_json(r).await?;
-        artifact_store_tests::assert_problem(&got, 503, "backend_unavailable");
-        let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
-        ensure!(pkg["file_count"] == 0);
-        let env = s3_env()?.context("s3")?;
-        let keys = s3::list_keys(&env, app.s3_prefix.as_ref().unwrap())?;
-        ensure!(keys.is_empty(), "nothing written: {keys:?}");
-        // Health shows the backend down but the service up.
-        let (s, health) = app.get_json(&p, "/health").await?;
-        ensure!(s == 200, "{health}");
-        let s3b = health["backends"].as_array().unwrap().iter().find(|b| b["id"] == "s3").context("s3 in health")?;
-        ensure!(s3b["status"] != "ok", "{health}");
-        ensure!(!app.log_tail().contains("definitely-not-the-secret"), "secret never logged");
-        Ok(())
-    }
-    .await)
+    check(
+        async {
+            let app = start!(s3_cfg().var("s3_secret_access_key", "definitely-not-the-secret"));
+            let p = app.tokens.producer.clone();
+            let pid = id(&app.create_package("denied", "transient").await?);
+            let r = app
+                .req(
+                    reqwest::Method::PUT,
+                    Some(&p),
+                    &format!("/packages/{pid}/files/a.bin"),
+                )
+                .body(pseudo_random(1, 100_000))
+                .send()
+                .await?;
+            ensure!(
+                r.headers().contains_key("retry-after"),
+                "503 carries Retry-After"
+            );
+            let got = read_json(r).await?;
+            artifact_store_tests::assert_problem(&got, 503, "backend_unavailable");
+            let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
+            ensure!(pkg["file_count"] == 0);
+            let env = s3_env()?.context("s3")?;
+            let keys = s3::list_keys(&env, app.s3_prefix.as_ref().unwrap())?;
+            ensure!(keys.is_empty(), "nothing written: {keys:?}");
+            // Health shows the backend down but the service up.
+            let (s, health) = app.get_json(&p, "/health").await?;
+            ensure!(s == 200, "{health}");
+            let s3b = health["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["id"] == "s3")
+                .context("s3 in health")?;
+            ensure!(s3b["status"] != "ok", "{health}");
+            ensure!(
+                !app.log_tail().contains("definitely-not-the-secret"),
+                "secret never logged"
+            );
+            Ok(())
+        }
+        .await,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presigned_redirect_and_prefix() {
-    check(async {
-        let app = start!(s3_cfg());
-        let p = app.tokens.producer.clone();
-        let pid = id(&app.create_package("redirect", "transient").await?);
-        let bytes = pseudo_random(2, 1_500_000);
-        let (s, f) = app.put_file(&p, &pid, "r.bin", bytes.clone()).await?;
-        ensure!(s == 201, "{f}");
-        let r = app
-            .req(reqwest::Method::GET, Some(&app.tokens.reader), &format!("/files/{}/download?redirect=1", id(&f)))
-            .send()
-            .await?;
-        ensure!(r.status() == 302, "redirect: {}", r.status());
-        let location = r.headers()["location"].to_str()?.to_string();
-        ensure!(location.contains("X-Amz-Signature="), "presigned: {location}");
-        let got = reqwest::get(&location).await?;
-        ensure!(got.status() == 200);
-        ensure!(sha256_hex(&got.bytes().await?) == sha256_hex(&bytes));
-        // Unauthorized callers get no URL.
-        let r = app
-            .req(reqwest::Method::GET, Some(&app.tokens.other_producer), &format!("/files/{}/download?redirect=1", id(&f)))
-            .send()
-            .await?;
-        ensure!(r.status() == 404);
-        let types = app.audit_types(&pid).await?;
-        ensure!(types.iter().any(|t| t == "retrieval_requested"), "{types:?}");
-        // The object lives under the configured prefix at its content address.
-        let env = s3_env()?.context("s3")?;
-        let prefix = app.s3_prefix.clone().unwrap();
-        let keys = s3::list_keys(&env, &prefix)?;
-        let digest = sha256_hex(&bytes);
-        let want = format!("{prefix}sha256/{}/{}/{digest}", &digest[..2], &digest[2..4]);
-        ensure!(keys.contains(&want), "{want} in {keys:?}");
-        ensure!(keys.iter().all(|k| !k.contains("staging/")), "no staging leftovers: {keys:?}");
-        Ok(())
-    }
-    .await)
+    check(
+        async {
+            let app = start!(s3_cfg());
+            let p = app.tokens.producer.clone();
+            let pid = id(&app.create_package("redirect", "transient").await?);
+            let bytes = pseudo_random(2, 1_500_000);
+            let (s, f) = app.put_file(&p, &pid, "r.bin", bytes.clone()).await?;
+            ensure!(s == 201, "{f}");
+            let r = app
+                .req(
+                    reqwest::Method::GET,
+                    Some(&app.tokens.reader),
+                    &format!("/files/{}/download?redirect=1", id(&f)),
+                )
+                .send()
+                .await?;
+            ensure!(r.status() == 302, "redirect: {}", r.status());
+            let location = r.headers()["location"].to_str()?.to_string();
+            ensure!(
+                location.contains("X-Amz-Signature="),
+                "presigned: {location}"
+            );
+            let got = reqwest::get(&location).await?;
+            ensure!(got.status() == 200);
+            ensure!(sha256_hex(&got.bytes().await?) == sha256_hex(&bytes));
+            // Unauthorized callers get no URL.
+            let r = app
+                .req(
+                    reqwest::Method::GET,
+                    Some(&app.tokens.other_producer),
+                    &format!("/files/{}/download?redirect=1", id(&f)),
+                )
+                .send()
+                .await?;
+            ensure!(r.status() == 404);
+            let types = app.audit_types(&pid).await?;
+            ensure!(
+                types.iter().any(|t| t == "retrieval_requested"),
+                "{types:?}"
+            );
+            // The object lives under the configured prefix at its content address.
+            let env = s3_env()?.context("s3")?;
+            let prefix = app.s3_prefix.clone().unwrap();
+            let keys = s3::list_keys(&env, &prefix)?;
+            let digest = sha256_hex(&bytes);
+            let want = format!("{prefix}sha256/{}/{}/{digest}", &digest[..2], &digest[2..4]);
+            ensure!(keys.contains(&want), "{want} in {keys:?}");
+            ensure!(
+                keys.iter().all(|k| !k.contains("staging/")),
+                "no staging leftovers: {keys:?}"
+            );
+            Ok(())
+        }
+        .await,
+    )
 }
 
 /// The SSE header goes out, signed, on writes when `s3_sse` is set (seen on the wire
 /// through a forwarding proxy in front of the real server).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_header_is_sent_when_configured() {
-    check(async {
-        let Some(env) = s3_env()? else { return Ok(()) };
-        let upstream = env.endpoint.trim_start_matches("http://").to_string();
-        let proxy = Proxy::start(&upstream, "x-amz-server-side-encryption: AES256").await?;
-        let app = start!(s3_cfg()
-            .var("s3_endpoint", format!("http://{}", proxy.addr))
-            .var("s3_sse", "AES256"));
-        let p = app.tokens.producer.clone();
-        let pid = id(&app.create_package("sse", "transient").await?);
-        let _ = app.put_file(&p, &pid, "s.bin", pseudo_random(3, 10_000)).await?;
-        ensure!(proxy.hits() >= 1, "SSE header seen on the wire:\n{}", app.log_tail());
-        // Without the setting, no SSE header.
-        let plain = Proxy::start(&upstream, "x-amz-server-side-encryption").await?;
-        let app2 = start!(s3_cfg().var("s3_endpoint", format!("http://{}", plain.addr)));
-        let pid = id(&app2.create_package("plain", "transient").await?);
-        let (s, _) = app2.put_file(&app2.tokens.producer, &pid, "p.bin", pseudo_random(4, 10_000)).await?;
-        ensure!(s == 201);
-        ensure!(plain.hits() == 0, "no SSE header unless configured");
-        Ok(())
-    }
-    .await)
+    check(
+        async {
+            let Some(env) = s3_env()? else { return Ok(()) };
+            let upstream = env.endpoint.trim_start_matches("http://").to_string();
+            let proxy = Proxy::start(&upstream, "x-amz-server-side-encryption: AES256").await?;
+            let app = start!(
+                s3_cfg()
+                    .var("s3_endpoint", format!("http://{}", proxy.addr))
+                    .var("s3_sse", "AES256")
+            );
+            let p = app.tokens.producer.clone();
+            let pid = id(&app.create_package("sse", "transient").await?);
+            let _ = app
+                .put_file(&p, &pid, "s.bin", pseudo_random(3, 10_000))
+                .await?;
+            ensure!(
+                proxy.hits() >= 1,
+                "SSE header seen on the wire:\n{}",
+                app.log_tail()
+            );
+            // Without the setting, no SSE header.
+            let plain = Proxy::start(&upstream, "x-amz-server-side-encryption").await?;
+            let app2 = start!(s3_cfg().var("s3_endpoint", format!("http://{}", plain.addr)));
+            let pid = id(&app2.create_package("plain", "transient").await?);
+            let (s, _) = app2
+                .put_file(
+                    &app2.tokens.producer,
+                    &pid,
+                    "p.bin",
+                    pseudo_random(4, 10_000),
+                )
+                .await?;
+            ensure!(s == 201);
+            ensure!(plain.hits() == 0, "no SSE header unless configured");
+            Ok(())
+        }
+        .await,
+    )
 }
 
 /// Multipart uploads (files over the 16 MiB threshold), with small parts to exercise many.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_upload_round_trip() {
-    check(async {
-        let app = start!(s3_cfg().var("s3_multipart_threshold", "5242880").var("s3_part_size", "5242880"));
-        let p = app.tokens.producer.clone();
-        let pid = id(&app.create_package("multipart", "transient").await?);
-        let bytes = pseudo_random(8, 23 * 1024 * 1024 + 5);
-        let (s, f) = app.put_file(&p, &pid, "m.bin", bytes.clone()).await?;
-        ensure!(s == 201, "{f}\n{}", app.log_tail());
-        let (s, got) = app.download(&p, &id(&f)).await?;
-        ensure!(s == 200 && sha256_hex(&got) == sha256_hex(&bytes));
-        let env = s3_env()?.context("s3")?;
-        let uploads = s3::list_multipart_uploads(&env, app.s3_prefix.as_ref().unwrap())?;
-        ensure!(uploads.is_empty(), "no multipart upload left open: {uploads:?}");
-        let _ = json!({});
-        Ok(())
-    }
-    .await)
+    check(
+        async {
+            let app = start!(
+                s3_cfg()
+                    .var("s3_multipart_threshold", "5242880")
+                    .var("s3_part_size", "5242880")
+            );
+            let p = app.tokens.producer.clone();
+            let pid = id(&app.create_package("multipart", "transient").await?);
+            let bytes = pseudo_random(8, 23 * 1024 * 1024 + 5);
+            let (s, f) = app.put_file(&p, &pid, "m.bin", bytes.clone()).await?;
+            ensure!(s == 201, "{f}\n{}", app.log_tail());
+            let (s, got) = app.download(&p, &id(&f)).await?;
+            ensure!(s == 200 && sha256_hex(&got) == sha256_hex(&bytes));
+            let env = s3_env()?.context("s3")?;
+            let uploads = s3::list_multipart_uploads(&env, app.s3_prefix.as_ref().unwrap())?;
+            ensure!(
+                uploads.is_empty(),
+                "no multipart upload left open: {uploads:?}"
+            );
+            let _ = json!({});
+            Ok(())
+        }
+        .await,
+    )
 }

@@ -3,22 +3,21 @@
 //! the other, since it stops the server every other S3 test uses.
 
 use anyhow::{Context, Result, ensure};
-use artifact_store_tests::{Bytes, Config, Metadata, TestApp, pseudo_random, s3, s3_env};
-use serde_json::Value;
+use artifact_store_tests::{Bytes, Config, Metadata, TestApp, id, pseudo_random, s3, s3_env};
 use std::process::Command;
 use std::time::Duration;
 
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
-
 fn script(name: &str) -> std::path::PathBuf {
-    artifact_store_tests::repo_root().join("../shared/s3").join(name)
+    artifact_store_tests::repo_root()
+        .join("../shared/s3")
+        .join(name)
 }
 
 /// Only Ceph is stopped and started here (the default server of `cargo xtask test`).
 fn ceph_in_use() -> bool {
-    std::env::var("S3_ENDPOINT").map(|e| e.ends_with(":7480")).unwrap_or(true)
+    std::env::var("S3_ENDPOINT")
+        .map(|e| e.ends_with(":7480"))
+        .unwrap_or(true)
 }
 
 fn stop_s3() -> Result<()> {
@@ -29,7 +28,11 @@ fn stop_s3() -> Result<()> {
 
 fn start_s3() -> Result<()> {
     let out = Command::new("bash").arg(script("start-ceph.sh")).output()?;
-    ensure!(out.status.success(), "start-ceph.sh: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "start-ceph.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
@@ -38,7 +41,9 @@ async fn server_stopped_mid_upload() -> Result<()> {
         .var("orphan_grace_seconds", "0")
         .var("s3_multipart_threshold", "5242880")
         .var("s3_part_size", "5242880");
-    let Some(app) = TestApp::start(cfg).await? else { return Ok(()) };
+    let Some(app) = TestApp::start(cfg).await? else {
+        return Ok(());
+    };
     let p = app.tokens.producer.clone();
     let pid = id(&app.create_package("cut", "transient").await?);
     // A slow 100 MiB body: 1 MiB every 20 ms, so the server stops mid-way.
@@ -54,7 +59,11 @@ async fn server_stopped_mid_upload() -> Result<()> {
         }
     });
     let upload = app
-        .req(reqwest::Method::PUT, Some(&p), &format!("/packages/{pid}/files/cut.bin"))
+        .req(
+            reqwest::Method::PUT,
+            Some(&p),
+            &format!("/packages/{pid}/files/cut.bin"),
+        )
         .header("content-length", (100 * 1024 * 1024).to_string())
         .body(reqwest::Body::wrap_stream(stream))
         .send();
@@ -78,22 +87,34 @@ async fn server_stopped_mid_upload() -> Result<()> {
     let env = s3_env()?.context("s3")?;
     let prefix = app.s3_prefix.clone().unwrap();
     let uploads = s3::list_multipart_uploads(&env, &prefix)?;
-    ensure!(uploads.is_empty(), "no multipart upload left: {uploads:?}\n{}", app.log_tail());
+    ensure!(
+        uploads.is_empty(),
+        "no multipart upload left: {uploads:?}\n{}",
+        app.log_tail()
+    );
     let keys = s3::list_keys(&env, &prefix)?;
     ensure!(keys.is_empty(), "no object left: {keys:?}");
-    let (s, _) = app.put_file(&p, &pid, "after.bin", pseudo_random(2, 10_000)).await?;
+    let (s, _) = app
+        .put_file(&p, &pid, "after.bin", pseudo_random(2, 10_000))
+        .await?;
     ensure!(s == 201, "uploads work again");
     Ok(())
 }
 
 async fn backend_fails_mid_sweep() -> Result<()> {
     let cfg = Config::new(Metadata::Sqlite, Bytes::S3).var("retention_transient_seconds", "2");
-    let Some(app) = TestApp::start(cfg).await? else { return Ok(()) };
+    let Some(app) = TestApp::start(cfg).await? else {
+        return Ok(());
+    };
     let p = app.tokens.producer.clone();
     let mut pids = Vec::new();
     for i in 0..3 {
-        let pid = id(&app.create_package(&format!("doomed-{i}"), "transient").await?);
-        let (s, _) = app.put_file(&p, &pid, "d.bin", pseudo_random(10 + i, 100_000)).await?;
+        let pid = id(&app
+            .create_package(&format!("doomed-{i}"), "transient")
+            .await?);
+        let (s, _) = app
+            .put_file(&p, &pid, "d.bin", pseudo_random(10 + i, 100_000))
+            .await?;
         ensure!(s == 201);
         app.finalize(&p, &pid).await?;
         pids.push(pid);
@@ -103,9 +124,14 @@ async fn backend_fails_mid_sweep() -> Result<()> {
     let report = app.sweep().await;
     start_s3()?;
     let report = report?;
-    ensure!(report["failed"].as_u64().unwrap_or(0) >= 1, "failures counted: {report}");
+    ensure!(
+        report["failed"].as_u64().unwrap_or(0) >= 1,
+        "failures counted: {report}"
+    );
     for pid in &pids {
-        let (_, pkg) = app.get_json(&app.tokens.operator, &format!("/packages/{pid}")).await?;
+        let (_, pkg) = app
+            .get_json(&app.tokens.operator, &format!("/packages/{pid}"))
+            .await?;
         ensure!(pkg["status"] == "deleting", "left deleting: {pkg}");
         let types = app.audit_types(pid).await?;
         ensure!(types.iter().any(|t| t == "deletion_failed"), "{types:?}");
@@ -113,7 +139,9 @@ async fn backend_fails_mid_sweep() -> Result<()> {
     let report = app.sweep().await?;
     ensure!(report["deleted"] == 3, "the next sweep finishes: {report}");
     for pid in &pids {
-        let (_, pkg) = app.get_json(&app.tokens.operator, &format!("/packages/{pid}")).await?;
+        let (_, pkg) = app
+            .get_json(&app.tokens.operator, &format!("/packages/{pid}"))
+            .await?;
         ensure!(pkg["status"] == "deleted");
     }
     ensure!(app.verify_audit().await?["valid"] == true);
@@ -127,7 +155,10 @@ async fn s3_server_outages() {
         return;
     }
     for (name, r) in [
-        ("server_stopped_mid_upload", server_stopped_mid_upload().await),
+        (
+            "server_stopped_mid_upload",
+            server_stopped_mid_upload().await,
+        ),
         ("backend_fails_mid_sweep", backend_fails_mid_sweep().await),
     ] {
         if let Err(e) = r {

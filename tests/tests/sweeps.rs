@@ -1,22 +1,9 @@
 //! Retention sweeps, black box, with retention rules shortened to seconds through variables.
 
 use anyhow::{Context, Result, ensure};
-use artifact_store_tests::{Bytes, Config, Metadata, TestApp, pseudo_random};
-use serde_json::{Value, json};
+use artifact_store_tests::{Config, TestApp, id, pseudo_random, start};
+use serde_json::json;
 use std::time::Duration;
-
-macro_rules! start {
-    ($cfg:expr) => {
-        match TestApp::start($cfg).await? {
-            Some(app) => app,
-            None => return Ok(()),
-        }
-    };
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
 
 /// Transient packages live 2 s, open ones 3 s; everything else keeps its default.
 fn short(cfg: Config) -> Config {
@@ -24,7 +11,12 @@ fn short(cfg: Config) -> Config {
         .var("open_package_ttl_seconds", "3")
 }
 
-async fn finalized_with_file(app: &TestApp, name: &str, class: &str, bytes: Vec<u8>) -> Result<(String, String)> {
+pub async fn finalized_with_file(
+    app: &TestApp,
+    name: &str,
+    class: &str,
+    bytes: Vec<u8>,
+) -> Result<(String, String)> {
     let p = &app.tokens.producer;
     let pid = id(&app.create_package(name, class).await?);
     let (s, f) = app.put_file(p, &pid, "data.bin", bytes).await?;
@@ -34,22 +26,33 @@ async fn finalized_with_file(app: &TestApp, name: &str, class: &str, bytes: Vec<
     Ok((pid, id(&f)))
 }
 
-async fn status(app: &TestApp, pid: &str) -> Result<String> {
-    let (s, v) = app.get_json(&app.tokens.operator, &format!("/packages/{pid}")).await?;
+pub async fn status(app: &TestApp, pid: &str) -> Result<String> {
+    let (s, v) = app
+        .get_json(&app.tokens.operator, &format!("/packages/{pid}"))
+        .await?;
     ensure!(s == 200, "package {pid}: {s} {v}");
     Ok(v["status"].as_str().unwrap_or_default().to_string())
 }
 
-async fn expired_packages_are_deleted(cfg: Config) -> Result<()> {
+pub async fn expired_packages_are_deleted(cfg: Config) -> Result<()> {
     let app = start!(short(cfg));
-    let (pid, fid) = finalized_with_file(&app, "short", "transient", pseudo_random(1, 300_000)).await?;
-    let (keep, keep_fid) = finalized_with_file(&app, "long", "raw-evidence", pseudo_random(2, 1000)).await?;
-    let (perm, _) = finalized_with_file(&app, "perm", "permanent-record", pseudo_random(3, 1000)).await?;
+    let (pid, fid) =
+        finalized_with_file(&app, "short", "transient", pseudo_random(1, 300_000)).await?;
+    let (keep, keep_fid) =
+        finalized_with_file(&app, "long", "raw-evidence", pseudo_random(2, 1000)).await?;
+    let (perm, _) =
+        finalized_with_file(&app, "perm", "permanent-record", pseudo_random(3, 1000)).await?;
     let report = app.sweep().await?;
     ensure!(report["deleted"] == 0, "nothing expired yet: {report}");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pkg = app.get_json(&app.tokens.operator, &format!("/packages/{pid}")).await?.1;
-    ensure!(pkg["deletion_eligible"] == true, "eligible once expired: {pkg}");
+    let pkg = app
+        .get_json(&app.tokens.operator, &format!("/packages/{pid}"))
+        .await?
+        .1;
+    ensure!(
+        pkg["deletion_eligible"] == true,
+        "eligible once expired: {pkg}"
+    );
 
     let report = app.sweep().await?;
     ensure!(report["deleted"] == 1 && report["failed"] == 0, "{report}");
@@ -63,19 +66,45 @@ async fn expired_packages_are_deleted(cfg: Config) -> Result<()> {
     ensure!(s == 410, "download of a deleted package: {s}");
     let (s, _) = app.download(&app.tokens.operator, &keep_fid).await?;
     ensure!(s == 200);
-    let (s, m) = app.get_json(&app.tokens.operator, &format!("/packages/{pid}/manifest")).await?;
-    ensure!(s == 200 && m["files"].as_array().map(Vec::len) == Some(1), "manifest kept: {s} {m}");
+    let (s, m) = app
+        .get_json(&app.tokens.operator, &format!("/packages/{pid}/manifest"))
+        .await?;
+    ensure!(
+        s == 200 && m["files"].as_array().map(Vec::len) == Some(1),
+        "manifest kept: {s} {m}"
+    );
     let types = app.audit_types(&pid).await?;
     for want in ["deletion_requested", "deletion_completed"] {
-        ensure!(types.iter().filter(|t| *t == want).count() == 1, "{want} once in {types:?}");
+        ensure!(
+            types.iter().filter(|t| *t == want).count() == 1,
+            "{want} once in {types:?}"
+        );
     }
-    let (_, ev) = app.get_json(&app.tokens.operator, &format!("/packages/{pid}/retention/events")).await?;
+    let (_, ev) = app
+        .get_json(
+            &app.tokens.operator,
+            &format!("/packages/{pid}/retention/events"),
+        )
+        .await?;
     let ev = ev.get("items").unwrap_or(&ev).clone();
-    let kinds: Vec<&str> = ev.as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
-    ensure!(kinds.contains(&"deletion_eligible") && kinds.contains(&"deleted"), "{kinds:?}");
+    let kinds: Vec<&str> = ev
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    ensure!(
+        kinds.contains(&"deletion_eligible") && kinds.contains(&"deleted"),
+        "{kinds:?}"
+    );
     // The sweep itself is audited.
-    let (_, audit) = app.get_json(&app.tokens.operator, "/audit?event_type=sweep_completed").await?;
-    ensure!(!audit["items"].as_array().unwrap().is_empty(), "sweep recorded: {audit}");
+    let (_, audit) = app
+        .get_json(&app.tokens.operator, "/audit?event_type=sweep_completed")
+        .await?;
+    ensure!(
+        !audit["items"].as_array().unwrap().is_empty(),
+        "sweep recorded: {audit}"
+    );
     ensure!(app.verify_audit().await?["valid"] == true);
     // A second sweep finds nothing more to do.
     let report = app.sweep().await?;
@@ -83,23 +112,37 @@ async fn expired_packages_are_deleted(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-async fn holds_stop_deletion_until_released(cfg: Config) -> Result<()> {
+pub async fn holds_stop_deletion_until_released(cfg: Config) -> Result<()> {
     let app = start!(short(cfg));
     let (pid, fid) = finalized_with_file(&app, "held", "transient", pseudo_random(4, 5000)).await?;
     let holds = format!("/packages/{pid}/retention/holds");
-    let (s, h1) = app.post_json(&app.tokens.operator, &holds, &json!({"reason": "legal"})).await?;
+    let (s, h1) = app
+        .post_json(&app.tokens.operator, &holds, &json!({"reason": "legal"}))
+        .await?;
     ensure!(s == 201);
-    let (s, h2) = app.post_json(&app.tokens.operator, &holds, &json!({"reason": "incident"})).await?;
+    let (s, h2) = app
+        .post_json(&app.tokens.operator, &holds, &json!({"reason": "incident"}))
+        .await?;
     ensure!(s == 201);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pkg = app.get_json(&app.tokens.operator, &format!("/packages/{pid}")).await?.1;
-    ensure!(pkg["deletion_eligible"] == false, "never eligible while held: {pkg}");
+    let pkg = app
+        .get_json(&app.tokens.operator, &format!("/packages/{pid}"))
+        .await?
+        .1;
+    ensure!(
+        pkg["deletion_eligible"] == false,
+        "never eligible while held: {pkg}"
+    );
     let report = app.sweep().await?;
     ensure!(report["deleted"] == 0, "{report}");
     ensure!(status(&app, &pid).await? == "finalized");
     for h in [&h1, &h2] {
         let (s, _) = app
-            .post_json(&app.tokens.operator, &format!("{holds}/{}/release", id(h)), &json!({"reason": "done"}))
+            .post_json(
+                &app.tokens.operator,
+                &format!("{holds}/{}/release", id(h)),
+                &json!({"reason": "done"}),
+            )
             .await?;
         ensure!(s == 200);
         if h == &h1 {
@@ -114,9 +157,10 @@ async fn holds_stop_deletion_until_released(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-async fn extension_pushes_deletion_out(cfg: Config) -> Result<()> {
+pub async fn extension_pushes_deletion_out(cfg: Config) -> Result<()> {
     let app = start!(short(cfg));
-    let (pid, fid) = finalized_with_file(&app, "extended", "transient", pseudo_random(5, 5000)).await?;
+    let (pid, fid) =
+        finalized_with_file(&app, "extended", "transient", pseudo_random(5, 5000)).await?;
     let later = (chrono::Utc::now() + chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (s, _) = app
@@ -135,7 +179,7 @@ async fn extension_pushes_deletion_out(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-async fn shared_object_survives(cfg: Config) -> Result<()> {
+pub async fn shared_object_survives(cfg: Config) -> Result<()> {
     let app = start!(short(cfg));
     let bytes = pseudo_random(6, 400_000);
     let (short_pid, _) = finalized_with_file(&app, "short", "transient", bytes.clone()).await?;
@@ -145,15 +189,20 @@ async fn shared_object_survives(cfg: Config) -> Result<()> {
     ensure!(report["deleted"] == 1, "{report}");
     ensure!(status(&app, &short_pid).await? == "deleted");
     let (s, got) = app.download(&app.tokens.operator, &long_fid).await?;
-    ensure!(s == 200 && got == bytes, "the object another package references survives: {s}");
+    ensure!(
+        s == 200 && got == bytes,
+        "the object another package references survives: {s}"
+    );
     Ok(())
 }
 
-async fn abandoned_open_packages_are_swept(cfg: Config) -> Result<()> {
+pub async fn abandoned_open_packages_are_swept(cfg: Config) -> Result<()> {
     let app = start!(short(cfg));
     let p = &app.tokens.producer;
     let pid = id(&app.create_package("abandoned", "raw-evidence").await?);
-    let (s, f) = app.put_file(p, &pid, "half.bin", pseudo_random(7, 1000)).await?;
+    let (s, f) = app
+        .put_file(p, &pid, "half.bin", pseudo_random(7, 1000))
+        .await?;
     ensure!(s == 201);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let report = app.sweep().await?;
@@ -166,11 +215,17 @@ async fn abandoned_open_packages_are_swept(cfg: Config) -> Result<()> {
 
 /// A sweeper killed mid-batch leaves a state the next sweep completes, nothing lost or
 /// deleted twice.
-async fn killed_sweeper_resumes(cfg: Config) -> Result<()> {
+pub async fn killed_sweeper_resumes(cfg: Config) -> Result<()> {
     let mut app = start!(short(cfg).var("sweep_batch_size", "5"));
     let mut pids = Vec::new();
     for i in 0..12 {
-        let (pid, _) = finalized_with_file(&app, &format!("p{i}"), "transient", pseudo_random(100 + i, 200_000)).await?;
+        let (pid, _) = finalized_with_file(
+            &app,
+            &format!("p{i}"),
+            "transient",
+            pseudo_random(100 + i, 200_000),
+        )
+        .await?;
         pids.push(pid);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -178,7 +233,13 @@ async fn killed_sweeper_resumes(cfg: Config) -> Result<()> {
     let url = app.url("/admin/sweeps");
     let token = app.tokens.operator.clone();
     let http = app.http.clone();
-    let inflight = tokio::spawn(async move { http.post(url).bearer_auth(token).json(&json!({})).send().await });
+    let inflight = tokio::spawn(async move {
+        http.post(url)
+            .bearer_auth(token)
+            .json(&json!({}))
+            .send()
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(150)).await;
     app.kill();
     let _ = inflight.await;
@@ -194,14 +255,17 @@ async fn killed_sweeper_resumes(cfg: Config) -> Result<()> {
         ensure!(status(&app, pid).await? == "deleted", "{pid} deleted");
         let types = app.audit_types(pid).await?;
         let completed = types.iter().filter(|t| *t == "deletion_completed").count();
-        ensure!(completed == 1, "{pid}: deletion completed exactly once: {types:?}");
+        ensure!(
+            completed == 1,
+            "{pid}: deletion completed exactly once: {types:?}"
+        );
     }
     ensure!(app.verify_audit().await?["valid"] == true);
     Ok(())
 }
 
 /// The scheduled sweeper runs in the harness on its cron expression.
-async fn cron_sweeper_fires(cfg: Config) -> Result<()> {
+pub async fn cron_sweeper_fires(cfg: Config) -> Result<()> {
     let app = start!(short(cfg).cron("*/2 * * * * * *"));
     let (pid, _) = finalized_with_file(&app, "cron", "transient", pseudo_random(9, 1000)).await?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -209,47 +273,34 @@ async fn cron_sweeper_fires(cfg: Config) -> Result<()> {
         if status(&app, &pid).await? == "deleted" {
             break;
         }
-        ensure!(std::time::Instant::now() < deadline, "cron sweeper did not delete:\n{}", app.log_tail());
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "cron sweeper did not delete:\n{}",
+            app.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (_, audit) = app.get_json(&app.tokens.operator, "/audit?event_type=sweep_completed").await?;
-    let first = audit["items"].as_array().and_then(|a| a.first()).context("sweep_completed")?;
-    ensure!(first["actor"] != "ops-team", "recorded by the sweeper, not the operator: {first}");
+    let (_, audit) = app
+        .get_json(&app.tokens.operator, "/audit?event_type=sweep_completed")
+        .await?;
+    let first = audit["items"]
+        .as_array()
+        .and_then(|a| a.first())
+        .context("sweep_completed")?;
+    ensure!(
+        first["actor"] != "ops-team",
+        "recorded by the sweeper, not the operator: {first}"
+    );
     Ok(())
 }
 
-async fn run<F, Fut>(scenario: F, metadata: Metadata, bytes: Bytes)
-where
-    F: FnOnce(Config) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    if let Err(e) = scenario(Config::new(metadata, bytes)).await {
-        panic!("{e:#}");
-    }
+/// The scenarios above, as the suite macro expects them.
+mod scenarios {
+    pub use super::*;
 }
 
-macro_rules! suite {
-    ($($shape:ident => ($meta:ident, $bytes:ident)),* ; $names:tt) => {
-        $( shape!($shape, $meta, $bytes, $names); )*
-    };
-}
-
-/// One module of tests per deployment shape, one test per scenario.
-macro_rules! shape {
-    ($shape:ident, $meta:ident, $bytes:ident, [$($name:ident),* $(,)?]) => {
-        mod $shape {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    run(super::$name, Metadata::$meta, Bytes::$bytes).await
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+artifact_store_tests::suite!(
+    scenarios;
     sqlite_kv => (Sqlite, Kv),
     sqlite_s3 => (Sqlite, S3),
     postgres_s3 => (Postgres, S3); [

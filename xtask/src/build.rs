@@ -117,6 +117,7 @@ pub fn up(listen: &str, new_token: bool, extra: &[String]) -> Result<()> {
 }
 
 pub fn test(s3: S3Server, cargo_args: &[String]) -> Result<()> {
+    check_core_is_pure()?;
     // The black-box tests run the `harness` binary as a child process.
     build_all()?;
     services::ensure_postgres()?;
@@ -126,6 +127,31 @@ pub fn test(s3: S3Server, cargo_args: &[String]) -> Result<()> {
         env.stop_if_started();
     }
     result
+}
+
+/// `core` must not depend on Spin, wasmtime or a SQL client (ARCHITECTURE.md).
+fn check_core_is_pure() -> Result<()> {
+    step("checking that core depends on no runtime");
+    let out = cargo()
+        .args(["tree", "-p", "artifact-store-core", "-e", "normal", "--prefix", "none"])
+        .output()
+        .context("cargo tree")?;
+    if !out.status.success() {
+        bail!("cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let tree = String::from_utf8_lossy(&out.stdout);
+    let forbidden: Vec<&str> = tree
+        .lines()
+        .filter(|l| {
+            ["spin-", "wasmtime", "rusqlite", "tokio-postgres", "wit-bindgen"]
+                .iter()
+                .any(|f| l.starts_with(f))
+        })
+        .collect();
+    if !forbidden.is_empty() {
+        bail!("artifact-store-core depends on {forbidden:?}");
+    }
+    Ok(())
 }
 
 fn run_tests(s3: Option<&S3Env>, cargo_args: &[String]) -> Result<()> {

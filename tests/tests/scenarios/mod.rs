@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result, ensure};
 use artifact_store_tests::{
-    Bytes, Config, Metadata, OTHER_PRODUCER, PRODUCER, TestApp, assert_problem, pseudo_random,
-    read_json, s3, s3_env, sha256_hex,
+    Bytes, Config, Metadata, OTHER_PRODUCER, PRODUCER, TestApp, assert_problem, id, pseudo_random,
+    read_json, s3, s3_env, sha256_hex, start,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -12,24 +12,14 @@ use std::collections::BTreeMap;
 
 const MIB: usize = 1024 * 1024;
 
-macro_rules! start {
-    ($cfg:expr) => {
-        match TestApp::start($cfg).await? {
-            Some(app) => app,
-            None => return Ok(()),
-        }
-    };
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
-
 /// The guide-board run directory: the well-known files, a scorecard, raw logs (30+ files)
 /// and one big file.
 fn run_directory(big_bytes: usize) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
-    files.insert("run.json".to_string(), br#"{"run_id":"r-42","status":"passed"}"#.to_vec());
+    files.insert(
+        "run.json".to_string(),
+        br#"{"run_id":"r-42","status":"passed"}"#.to_vec(),
+    );
     files.insert(
         "retention-summary.json".to_string(),
         br#"{"class":"raw-evidence"}"#.to_vec(),
@@ -38,7 +28,10 @@ fn run_directory(big_bytes: usize) -> BTreeMap<String, Vec<u8>> {
         "reports/assessment-package.json".to_string(),
         br#"{"assessment":"a-1"}"#.to_vec(),
     );
-    files.insert("reports/report.md".to_string(), b"# Report\n\nAll good.\n".to_vec());
+    files.insert(
+        "reports/report.md".to_string(),
+        b"# Report\n\nAll good.\n".to_vec(),
+    );
     files.insert(
         "reports/scorecards/scorecard-security.json".to_string(),
         br#"{"score":97}"#.to_vec(),
@@ -49,7 +42,10 @@ fn run_directory(big_bytes: usize) -> BTreeMap<String, Vec<u8>> {
             pseudo_random(i as u64, 1000 + i * 37),
         );
     }
-    files.insert("artifacts/big.bin".to_string(), pseudo_random(99, big_bytes));
+    files.insert(
+        "artifacts/big.bin".to_string(),
+        pseudo_random(99, big_bytes),
+    );
     files
 }
 
@@ -81,9 +77,19 @@ pub async fn pilot_flow(cfg: Config) -> Result<()> {
             app.post_file(&producer, &pid, path, bytes.clone(), Some(&digest))
                 .await?
         };
-        ensure!(status == 201, "upload {path}: {status} {body}\n{}", app.log_tail());
-        ensure!(body["sha256"] == sha256_hex(bytes), "digest of {path}: {body}");
-        ensure!(body["size_bytes"] == bytes.len() as u64, "size of {path}: {body}");
+        ensure!(
+            status == 201,
+            "upload {path}: {status} {body}\n{}",
+            app.log_tail()
+        );
+        ensure!(
+            body["sha256"] == sha256_hex(bytes),
+            "digest of {path}: {body}"
+        );
+        ensure!(
+            body["size_bytes"] == bytes.len() as u64,
+            "size of {path}: {body}"
+        );
         ensure!(body["relative_path"] == path.as_str());
         ids.insert(path.clone(), id(&body));
     }
@@ -95,7 +101,10 @@ pub async fn pilot_flow(cfg: Config) -> Result<()> {
     ensure!(status == 409, "manifest while open: {status} {body}");
 
     let (status, fin) = app.finalize(&producer, &pid).await?;
-    ensure!(status == 200 && fin["status"] == "finalized", "finalize: {status} {fin}");
+    ensure!(
+        status == 200 && fin["status"] == "finalized",
+        "finalize: {status} {fin}"
+    );
     ensure!(fin["file_count"] == files.len() as u64, "file_count: {fin}");
     let total: usize = files.values().map(Vec::len).sum();
     ensure!(fin["total_bytes"] == total as u64, "total_bytes: {fin}");
@@ -129,7 +138,11 @@ pub async fn pilot_flow(cfg: Config) -> Result<()> {
         let path = f["relative_path"].as_str().unwrap();
         ensure!(f["sha256"] == sha256_hex(&files[path]));
         let storage = &f["storage"][0];
-        let backend = if app.config.bytes == Bytes::S3 { "s3" } else { "kv" };
+        let backend = if app.config.bytes == Bytes::S3 {
+            "s3"
+        } else {
+            "kv"
+        };
         ensure!(storage["backend_id"] == backend, "storage: {storage}");
         ensure!(
             storage["object_key"]
@@ -151,18 +164,28 @@ pub async fn pilot_flow(cfg: Config) -> Result<()> {
         .remove("manifest_sha256")
         .context("manifest_sha256")?;
     let canonical = artifact_store_core::canonical::to_vec(&without);
-    ensure!(claimed == sha256_hex(&canonical), "manifest_sha256 matches canonical JSON");
+    ensure!(
+        claimed == sha256_hex(&canonical),
+        "manifest_sha256 matches canonical JSON"
+    );
 
     // Every file downloads with its bytes and the contract's headers.
     for (path, bytes) in &files {
         let r = app
-            .req(Method::GET, Some(&app.tokens.reader), &format!("/files/{}/download", ids[path]))
+            .req(
+                Method::GET,
+                Some(&app.tokens.reader),
+                &format!("/files/{}/download", ids[path]),
+            )
             .send()
             .await?;
         ensure!(r.status() == 200, "download {path}: {}", r.status());
         let h = r.headers().clone();
         let digest = sha256_hex(bytes);
-        ensure!(h["etag"] == format!("\"{digest}\"").as_str(), "etag of {path}");
+        ensure!(
+            h["etag"] == format!("\"{digest}\"").as_str(),
+            "etag of {path}"
+        );
         ensure!(h["content-length"] == bytes.len().to_string().as_str());
         ensure!(h.contains_key("repr-digest"), "repr-digest of {path}");
         let body = r.bytes().await?;
@@ -170,7 +193,10 @@ pub async fn pilot_flow(cfg: Config) -> Result<()> {
     }
 
     let types = app.audit_types(&pid).await?;
-    ensure!(types.first().map(String::as_str) == Some("package_created"), "{types:?}");
+    ensure!(
+        types.first().map(String::as_str) == Some("package_created"),
+        "{types:?}"
+    );
     ensure!(types.iter().filter(|t| *t == "file_uploaded").count() == files.len());
     ensure!(types.iter().any(|t| t == "package_finalized"));
     ensure!(types.iter().filter(|t| *t == "retrieval_requested").count() == files.len());
@@ -204,26 +230,52 @@ pub async fn bad_inputs_store_nothing(cfg: Config) -> Result<()> {
     // Percent-encoded traversal through the PUT route (sent raw: HTTP clients would
     // resolve `%2e%2e` themselves) must not reach a real `..`.
     let got = app
-        .raw_request("PUT", &format!("/packages/{pid}/files/a/%2e%2e/%2e%2e/x"), &p, b"x")
+        .raw_request(
+            "PUT",
+            &format!("/packages/{pid}/files/a/%2e%2e/%2e%2e/x"),
+            &p,
+            b"x",
+        )
         .await?;
     ensure!(
         got.0 == 422 || got.0 == 201,
         "percent-encoded path is rejected or stored literally: {got:?}"
     );
     if got.0 == 201 {
-        ensure!(!got.1["relative_path"].as_str().unwrap_or("..").split('/').any(|s| s == ".."));
+        ensure!(
+            !got.1["relative_path"]
+                .as_str()
+                .unwrap_or("..")
+                .split('/')
+                .any(|s| s == "..")
+        );
     }
-    let got = app.raw_request("PUT", &format!("/packages/{pid}/files/../../x"), &p, b"x").await?;
-    ensure!(got.0 == 422 || got.0 == 404, "raw dot segments never store: {got:?}");
+    let got = app
+        .raw_request("PUT", &format!("/packages/{pid}/files/../../x"), &p, b"x")
+        .await?;
+    ensure!(
+        got.0 == 422 || got.0 == 404,
+        "raw dot segments never store: {got:?}"
+    );
     let before = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
 
     // Digest mismatch: 422 and nothing kept.
     let got = app
-        .post_file(&p, &pid, "data.bin", b"hello".to_vec(), Some(&"0".repeat(64)))
+        .post_file(
+            &p,
+            &pid,
+            "data.bin",
+            b"hello".to_vec(),
+            Some(&"0".repeat(64)),
+        )
         .await?;
     assert_problem(&got, 422, "digest_mismatch");
     let r = app
-        .req(Method::PUT, Some(&p), &format!("/packages/{pid}/files/data2.bin"))
+        .req(
+            Method::PUT,
+            Some(&p),
+            &format!("/packages/{pid}/files/data2.bin"),
+        )
         .header("x-artifact-sha256", sha256_hex(b"other"))
         .body("hello")
         .send()
@@ -242,9 +294,21 @@ pub async fn bad_inputs_store_nothing(cfg: Config) -> Result<()> {
 
     // Unknown ids: 404.
     let unknown = "0190b9a2-0000-7000-8000-000000000000";
-    assert_problem(&app.get_json(&p, &format!("/packages/{unknown}")).await?, 404, "not_found");
-    assert_problem(&app.get_json(&p, "/packages/not-a-uuid").await?, 404, "not_found");
-    assert_problem(&app.put_file(&p, unknown, "x.txt", b"x".to_vec()).await?, 404, "not_found");
+    assert_problem(
+        &app.get_json(&p, &format!("/packages/{unknown}")).await?,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &app.get_json(&p, "/packages/not-a-uuid").await?,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &app.put_file(&p, unknown, "x.txt", b"x".to_vec()).await?,
+        404,
+        "not_found",
+    );
     let (status, _) = app.download(&p, unknown).await?;
     ensure!(status == 404);
 
@@ -264,12 +328,20 @@ pub async fn bad_inputs_store_nothing(cfg: Config) -> Result<()> {
         .await?;
     let got = read_json(r).await?;
     ensure!(got.0 == 415, "wrong content type: {got:?}");
-    let base = json!({"name": "n", "producer": PRODUCER, "subject": "s", "retention_class": "transient"});
+    let base =
+        json!({"name": "n", "producer": PRODUCER, "subject": "s", "retention_class": "transient"});
     let mut bad_class = base.clone();
     bad_class["retention_class"] = json!("forever");
     let got = app.post_json(&p, "/packages", &bad_class).await?;
     ensure!(got.0 == 422, "bad class: {got:?}");
-    for key in ["password", "db_secret", "api_key", "GITHUB_TOKEN", "private_key", "credential"] {
+    for key in [
+        "password",
+        "db_secret",
+        "api_key",
+        "GITHUB_TOKEN",
+        "private_key",
+        "credential",
+    ] {
         let mut body = base.clone();
         body["metadata"] = json!({ key: "x" });
         let got = app.post_json(&p, "/packages", &body).await?;
@@ -298,9 +370,17 @@ pub async fn bad_inputs_store_nothing(cfg: Config) -> Result<()> {
         .into_iter()
         .filter(|t| t == "file_uploaded")
         .count() as u64;
-    ensure!(Some(uploads) == after["file_count"].as_u64(), "audit matches files");
-    let (status, list) = app.get_json(&app.tokens.operator, "/packages?limit=1000").await?;
-    ensure!(status == 200 && list["items"].as_array().unwrap().len() == 1, "only one package: {list}");
+    ensure!(
+        Some(uploads) == after["file_count"].as_u64(),
+        "audit matches files"
+    );
+    let (status, list) = app
+        .get_json(&app.tokens.operator, "/packages?limit=1000")
+        .await?;
+    ensure!(
+        status == 200 && list["items"].as_array().unwrap().len() == 1,
+        "only one package: {list}"
+    );
     Ok(())
 }
 
@@ -309,13 +389,17 @@ pub async fn oversize_upload(cfg: Config) -> Result<()> {
     let app = start!(cfg.var("max_file_bytes", "1048576"));
     let p = app.tokens.producer.clone();
     let pid = id(&app.create_package("oversize", "transient").await?);
-    let got = app.put_file(&p, &pid, "big.bin", pseudo_random(1, MIB + 1)).await?;
+    let got = app
+        .put_file(&p, &pid, "big.bin", pseudo_random(1, MIB + 1))
+        .await?;
     assert_problem(&got, 413, "payload_too_large");
     let got = app
         .post_file(&p, &pid, "big2.bin", pseudo_random(2, 2 * MIB), None)
         .await?;
     assert_problem(&got, 413, "payload_too_large");
-    let got = app.put_file(&p, &pid, "fits.bin", pseudo_random(3, MIB)).await?;
+    let got = app
+        .put_file(&p, &pid, "fits.bin", pseudo_random(3, MIB))
+        .await?;
     ensure!(got.0 == 201, "exactly the limit fits: {got:?}");
     let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
     ensure!(pkg["file_count"] == 1, "{pkg}");
@@ -343,10 +427,18 @@ pub async fn authz_matrix(cfg: Config) -> Result<()> {
 
     let mine = app.create_package("mine", "transient").await?;
     let mid = id(&mine);
-    let (_, f) = app.put_file(&t.producer, &mid, "a.txt", b"a".to_vec()).await?;
+    let (_, f) = app
+        .put_file(&t.producer, &mid, "a.txt", b"a".to_vec())
+        .await?;
     let fid = id(&f);
     let theirs = app
-        .create_package_as(&t.other_producer, OTHER_PRODUCER, "theirs", "transient", json!({}))
+        .create_package_as(
+            &t.other_producer,
+            OTHER_PRODUCER,
+            "theirs",
+            "transient",
+            json!({}),
+        )
         .await?;
     let tid = id(&theirs);
 
@@ -361,35 +453,56 @@ pub async fn authz_matrix(cfg: Config) -> Result<()> {
         let got = app.get_json(token, &format!("/packages/{tid}")).await?;
         assert_problem(&got, 404, "not_found");
     }
-    let got = app.get_json(&t.other_producer, &format!("/packages/{mid}")).await?;
+    let got = app
+        .get_json(&t.other_producer, &format!("/packages/{mid}"))
+        .await?;
     assert_problem(&got, 404, "not_found");
     let (s, _) = app.download(&t.other_producer, &fid).await?;
     ensure!(s == 404, "other producer may not download: {s}");
     // Upload into another producer's package: 404 (its existence is not leaked).
-    let got = app.put_file(&t.other_producer, &mid, "x.txt", b"x".to_vec()).await?;
+    let got = app
+        .put_file(&t.other_producer, &mid, "x.txt", b"x".to_vec())
+        .await?;
     assert_problem(&got, 404, "not_found");
     // A reader may not upload, finalize, hold or sweep.
-    let got = app.put_file(&t.reader, &mid, "r.txt", b"r".to_vec()).await?;
+    let got = app
+        .put_file(&t.reader, &mid, "r.txt", b"r".to_vec())
+        .await?;
     assert_problem(&got, 403, "forbidden");
     let got = app.finalize(&t.reader, &mid).await?;
     assert_problem(&got, 403, "forbidden");
     let got = app
-        .post_json(&t.producer, &format!("/packages/{mid}/retention/holds"), &json!({"reason": "r"}))
+        .post_json(
+            &t.producer,
+            &format!("/packages/{mid}/retention/holds"),
+            &json!({"reason": "r"}),
+        )
         .await?;
     assert_problem(&got, 403, "forbidden");
-    let got = app.post_json(&t.producer, "/admin/sweeps", &json!({})).await?;
+    let got = app
+        .post_json(&t.producer, "/admin/sweeps", &json!({}))
+        .await?;
     assert_problem(&got, 403, "forbidden");
     let got = app.get_json(&t.reader, "/audit").await?;
     assert_problem(&got, 403, "forbidden");
     // Lists show only readable packages.
     let (_, list) = app.get_json(&t.reader, "/packages").await?;
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     ensure!(names == ["mine"], "reader sees only guide-board: {names:?}");
     let (_, list) = app.get_json(&t.operator, "/packages").await?;
     ensure!(list["items"].as_array().unwrap().len() == 2);
     // The operator may hold.
     let (s, hold) = app
-        .post_json(&t.operator, &format!("/packages/{mid}/retention/holds"), &json!({"reason": "legal"}))
+        .post_json(
+            &t.operator,
+            &format!("/packages/{mid}/retention/holds"),
+            &json!({"reason": "legal"}),
+        )
         .await?;
     ensure!(s == 201 && hold["created_by"] == "ops-team", "{s} {hold}");
     Ok(())
@@ -414,7 +527,11 @@ pub async fn range_requests(cfg: Config) -> Result<()> {
         ("bytes=0-99".into(), 0, 99),
         (format!("bytes={}-", n - 10), n - 10, n - 1),
         ("bytes=-5".into(), n - 5, n - 1),
-        (format!("bytes=1048570-{}", 2 * MIB + 5), 1048570, 2 * MIB as u64 + 5),
+        (
+            format!("bytes=1048570-{}", 2 * MIB + 5),
+            1048570,
+            2 * MIB as u64 + 5,
+        ),
         (format!("bytes=100-{}", n + 1000), 100, n - 1),
     ];
     for (range, start, end) in cases {
@@ -423,7 +540,10 @@ pub async fn range_requests(cfg: Config) -> Result<()> {
         let cr = r.headers()["content-range"].to_str()?.to_string();
         ensure!(cr == format!("bytes {start}-{end}/{n}"), "{range}: {cr}");
         let body = r.bytes().await?;
-        ensure!(body[..] == bytes[start as usize..=end as usize], "{range} bytes");
+        ensure!(
+            body[..] == bytes[start as usize..=end as usize],
+            "{range} bytes"
+        );
     }
     for range in [format!("bytes={n}-"), format!("bytes={}-{}", n + 5, n + 10)] {
         let r = get(range.clone()).await?;
@@ -494,7 +614,12 @@ pub async fn audit_chain_detects_tampering(cfg: Config) -> Result<()> {
     let pid = id(&app.create_package("audited", "transient").await?);
     for i in 0..3 {
         let (s, _) = app
-            .put_file(&p, &pid, &format!("f{i}.txt"), format!("file {i}").into_bytes())
+            .put_file(
+                &p,
+                &pid,
+                &format!("f{i}.txt"),
+                format!("file {i}").into_bytes(),
+            )
             .await?;
         ensure!(s == 201);
     }
@@ -529,7 +654,10 @@ pub async fn audit_chain_detects_tampering(cfg: Config) -> Result<()> {
         .iter()
         .find(|e| e["seq"] == 3)
         .context("seq 3")?;
-    ensure!(v["first_invalid_id"] == third["id"], "first invalid is seq 3: {v}");
+    ensure!(
+        v["first_invalid_id"] == third["id"],
+        "first invalid is seq 3: {v}"
+    );
     Ok(())
 }
 
@@ -561,7 +689,9 @@ pub async fn dropped_upload_commits_nothing(cfg: Config) -> Result<()> {
     let types = app.audit_types(&pid).await?;
     ensure!(!types.iter().any(|t| t == "file_uploaded"), "{types:?}");
     // The next upload of the same path works.
-    let (s, f) = app.put_file(&p, &pid, "partial.bin", pseudo_random(6, 3 * MIB)).await?;
+    let (s, f) = app
+        .put_file(&p, &pid, "partial.bin", pseudo_random(6, 3 * MIB))
+        .await?;
     ensure!(s == 201, "next upload works: {s} {f}\n{}", app.log_tail());
     Ok(())
 }
@@ -571,33 +701,69 @@ pub async fn search_and_pagination(cfg: Config) -> Result<()> {
     let t = &app.tokens;
     let mut created = Vec::new();
     for i in 0..12 {
-        let class = if i % 3 == 0 { "summary-evidence" } else { "transient" };
+        let class = if i % 3 == 0 {
+            "summary-evidence"
+        } else {
+            "transient"
+        };
         let meta = json!({"run_id": format!("r-{i}"), "environment": if i % 2 == 0 { "prod" } else { "staging" }});
         let pkg = app
             .create_package_as(&t.producer, PRODUCER, &format!("pkg-{i}"), class, meta)
             .await?;
         created.push(id(&pkg));
     }
-    app.create_package_as(&t.other_producer, OTHER_PRODUCER, "other", "transient", json!({}))
-        .await?;
+    app.create_package_as(
+        &t.other_producer,
+        OTHER_PRODUCER,
+        "other",
+        "transient",
+        json!({}),
+    )
+    .await?;
     app.finalize(&t.producer, &created[0]).await?;
 
     let names = |v: &Value| -> Vec<String> {
-        v["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect()
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
     };
-    let (s, v) = app.get_json(&t.operator, "/packages?metadata.run_id=r-7").await?;
+    let (s, v) = app
+        .get_json(&t.operator, "/packages?metadata.run_id=r-7")
+        .await?;
     ensure!(s == 200 && names(&v) == ["pkg-7"], "metadata filter: {v}");
-    let (_, v) = app.get_json(&t.operator, "/packages?metadata.environment=prod&retention_class=summary-evidence").await?;
-    ensure!(names(&v) == ["pkg-6", "pkg-0"], "two filters, newest first: {v}");
-    let (_, v) = app.get_json(&t.operator, &format!("/packages?producer={OTHER_PRODUCER}")).await?;
+    let (_, v) = app
+        .get_json(
+            &t.operator,
+            "/packages?metadata.environment=prod&retention_class=summary-evidence",
+        )
+        .await?;
+    ensure!(
+        names(&v) == ["pkg-6", "pkg-0"],
+        "two filters, newest first: {v}"
+    );
+    let (_, v) = app
+        .get_json(&t.operator, &format!("/packages?producer={OTHER_PRODUCER}"))
+        .await?;
     ensure!(names(&v) == ["other"]);
-    let (_, v) = app.get_json(&t.operator, "/packages?status=finalized").await?;
+    let (_, v) = app
+        .get_json(&t.operator, "/packages?status=finalized")
+        .await?;
     ensure!(names(&v) == ["pkg-0"]);
     let (_, v) = app.get_json(&t.operator, "/packages?name=pkg-3").await?;
     ensure!(names(&v) == ["pkg-3"]);
-    let (_, v) = app.get_json(&t.operator, "/packages?subject=run%2042&limit=1000").await?;
+    let (_, v) = app
+        .get_json(&t.operator, "/packages?subject=run%2042&limit=1000")
+        .await?;
     ensure!(names(&v).len() == 13);
-    let (_, v) = app.get_json(&t.operator, "/packages?created_after=2000-01-01T00:00:00Z&created_before=2000-01-02T00:00:00Z").await?;
+    let (_, v) = app
+        .get_json(
+            &t.operator,
+            "/packages?created_after=2000-01-01T00:00:00Z&created_before=2000-01-02T00:00:00Z",
+        )
+        .await?;
     ensure!(names(&v).is_empty(), "time window: {v}");
     let got = app.get_json(&t.operator, "/packages?limit=1001").await?;
     ensure!(got.0 == 422 || got.0 == 400, "limit over max: {got:?}");
@@ -616,8 +782,14 @@ pub async fn search_and_pagination(cfg: Config) -> Result<()> {
         let (s, v) = app.get_json(&t.operator, &path).await?;
         ensure!(s == 200, "{v}");
         seen.extend(names(&v));
-        app.create_package_as(&t.producer, PRODUCER, &format!("late-{extra}"), "transient", json!({}))
-            .await?;
+        app.create_package_as(
+            &t.producer,
+            PRODUCER,
+            &format!("late-{extra}"),
+            "transient",
+            json!({}),
+        )
+        .await?;
         extra += 1;
         match v["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
@@ -625,7 +797,10 @@ pub async fn search_and_pagination(cfg: Config) -> Result<()> {
         }
     }
     let expected: Vec<String> = (0..12).rev().map(|i| format!("pkg-{i}")).collect();
-    ensure!(seen == expected, "every package once, newest first, none of the late ones: {seen:?}");
+    ensure!(
+        seen == expected,
+        "every package once, newest first, none of the late ones: {seen:?}"
+    );
     Ok(())
 }
 
@@ -636,47 +811,100 @@ pub async fn retention_extensions_and_holds(cfg: Config) -> Result<()> {
     let pid = id(&pkg);
     let created = chrono::DateTime::parse_from_rfc3339(pkg["created_at"].as_str().unwrap())?;
     let expires = chrono::DateTime::parse_from_rfc3339(pkg["expires_at"].as_str().unwrap())?;
-    ensure!((expires - created).num_days() == 90, "raw-evidence is 90 days: {pkg}");
+    ensure!(
+        (expires - created).num_days() == 90,
+        "raw-evidence is 90 days: {pkg}"
+    );
     let perm = app.create_package("forever", "permanent-record").await?;
     ensure!(perm["expires_at"].is_null(), "{perm}");
 
-    let later = (expires + chrono::Duration::days(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let earlier = (expires - chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let later =
+        (expires + chrono::Duration::days(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let earlier =
+        (expires - chrono::Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let ext = format!("/packages/{pid}/retention/extensions");
-    let got = app.post_json(&t.operator, &ext, &json!({"new_expires_at": earlier, "reason": "shorter"})).await?;
+    let got = app
+        .post_json(
+            &t.operator,
+            &ext,
+            &json!({"new_expires_at": earlier, "reason": "shorter"}),
+        )
+        .await?;
     ensure!(got.0 == 422, "an extension never shortens: {got:?}");
-    let (s, ev) = app.post_json(&t.operator, &ext, &json!({"new_expires_at": later, "reason": "audit"})).await?;
+    let (s, ev) = app
+        .post_json(
+            &t.operator,
+            &ext,
+            &json!({"new_expires_at": later, "reason": "audit"}),
+        )
+        .await?;
     ensure!(s == 201 && ev["event_type"] == "extended", "{s} {ev}");
-    ensure!(ev["previous_expires_at"] == pkg["expires_at"] && ev["new_expires_at"] == later.as_str());
-    let now = app.get_json(&t.operator, &format!("/packages/{pid}")).await?.1;
+    ensure!(
+        ev["previous_expires_at"] == pkg["expires_at"] && ev["new_expires_at"] == later.as_str()
+    );
+    let now = app
+        .get_json(&t.operator, &format!("/packages/{pid}"))
+        .await?
+        .1;
     ensure!(now["expires_at"] == later.as_str(), "{now}");
 
     let holds = format!("/packages/{pid}/retention/holds");
-    let (s, h1) = app.post_json(&t.operator, &holds, &json!({"reason": "legal"})).await?;
+    let (s, h1) = app
+        .post_json(&t.operator, &holds, &json!({"reason": "legal"}))
+        .await?;
     ensure!(s == 201 && h1["released_at"].is_null());
-    let (s, h2) = app.post_json(&t.operator, &holds, &json!({"reason": "incident"})).await?;
+    let (s, h2) = app
+        .post_json(&t.operator, &holds, &json!({"reason": "incident"}))
+        .await?;
     ensure!(s == 201);
-    let pkg_now = app.get_json(&t.operator, &format!("/packages/{pid}")).await?.1;
+    let pkg_now = app
+        .get_json(&t.operator, &format!("/packages/{pid}"))
+        .await?
+        .1;
     ensure!(pkg_now["holds"].as_array().unwrap().len() == 2, "{pkg_now}");
     let (s, r1) = app
-        .post_json(&t.operator, &format!("{holds}/{}/release", id(&h1)), &json!({"reason": "closed"}))
+        .post_json(
+            &t.operator,
+            &format!("{holds}/{}/release", id(&h1)),
+            &json!({"reason": "closed"}),
+        )
         .await?;
     ensure!(s == 200 && r1["released_at"].is_string(), "{s} {r1}");
     let got = app
-        .post_json(&t.operator, &format!("{holds}/{}/release", id(&h1)), &json!({"reason": "again"}))
+        .post_json(
+            &t.operator,
+            &format!("{holds}/{}/release", id(&h1)),
+            &json!({"reason": "again"}),
+        )
         .await?;
     ensure!(got.0 == 409, "releasing twice: {got:?}");
     let got = app
-        .post_json(&t.operator, &format!("{holds}/0190b9a2-0000-7000-8000-000000000000/release"), &json!({"reason": "x"}))
+        .post_json(
+            &t.operator,
+            &format!("{holds}/0190b9a2-0000-7000-8000-000000000000/release"),
+            &json!({"reason": "x"}),
+        )
         .await?;
     ensure!(got.0 == 404, "{got:?}");
     let _ = h2;
 
-    let (s, events) = app.get_json(&t.reader, &format!("/packages/{pid}/retention/events")).await?;
+    let (s, events) = app
+        .get_json(&t.reader, &format!("/packages/{pid}/retention/events"))
+        .await?;
     ensure!(s == 200, "{events}");
     let items = events.get("items").unwrap_or(&events);
-    let types: Vec<&str> = items.as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
-    for want in ["default_rule_applied", "extended", "hold_applied", "hold_released"] {
+    let types: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    for want in [
+        "default_rule_applied",
+        "extended",
+        "hold_applied",
+        "hold_released",
+    ] {
         ensure!(types.contains(&want), "{want} in {types:?}");
     }
     let audit = app.audit_types(&pid).await?;
