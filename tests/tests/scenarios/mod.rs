@@ -853,7 +853,7 @@ pub async fn retention_extensions_and_holds(cfg: Config) -> Result<()> {
         .post_json(&t.operator, &holds, &json!({"reason": "legal"}))
         .await?;
     ensure!(s == 201 && h1["released_at"].is_null());
-    let (s, h2) = app
+    let (s, _) = app
         .post_json(&t.operator, &holds, &json!({"reason": "incident"}))
         .await?;
     ensure!(s == 201);
@@ -886,7 +886,6 @@ pub async fn retention_extensions_and_holds(cfg: Config) -> Result<()> {
         )
         .await?;
     ensure!(got.0 == 404, "{got:?}");
-    let _ = h2;
 
     let (s, events) = app
         .get_json(&t.reader, &format!("/packages/{pid}/retention/events"))
