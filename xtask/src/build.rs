@@ -118,8 +118,10 @@ pub fn up(listen: &str, new_token: bool, extra: &[String]) -> Result<()> {
 
 pub fn test(s3: S3Server, cargo_args: &[String]) -> Result<()> {
     check_core_is_pure()?;
-    // The black-box tests run the `harness` binary as a child process.
-    build_all()?;
+    // The black-box tests run the `harness` binary as a child process; `cargo test -p
+    // harness` builds it (with the same unified features as the tests, so wasmtime is
+    // compiled once) before any test runs.
+    build_components()?;
     services::ensure_postgres()?;
     let s3_env = services::start_s3(s3)?;
     let result = run_tests(s3_env.as_ref(), cargo_args);
