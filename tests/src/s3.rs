@@ -29,18 +29,30 @@ fn tag_values(xml: &str, tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// A query value as SigV4 canonicalizes it (curl signs what it sends: `/` must be `%2F`).
+fn query_value(v: &str) -> String {
+    v.replace('/', "%2F")
+}
+
 /// Object keys under `prefix` (one page of up to 1000 is plenty for tests).
 pub fn list_keys(env: &S3Env, prefix: &str) -> Result<Vec<String>> {
     let url = format!(
         "{}/{}?list-type=2&prefix={}",
-        env.endpoint, env.bucket, prefix
+        env.endpoint,
+        env.bucket,
+        query_value(prefix)
     );
     Ok(tag_values(&curl(env, &url, &[])?, "Key"))
 }
 
 /// Keys of multipart uploads in progress under `prefix`.
 pub fn list_multipart_uploads(env: &S3Env, prefix: &str) -> Result<Vec<String>> {
-    let url = format!("{}/{}?uploads&prefix={}", env.endpoint, env.bucket, prefix);
+    let url = format!(
+        "{}/{}?uploads&prefix={}",
+        env.endpoint,
+        env.bucket,
+        query_value(prefix)
+    );
     Ok(tag_values(&curl(env, &url, &[])?, "Key"))
 }
 

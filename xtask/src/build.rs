@@ -135,19 +135,36 @@ pub fn test(s3: S3Server, cargo_args: &[String]) -> Result<()> {
 fn check_core_is_pure() -> Result<()> {
     step("checking that core depends on no runtime");
     let out = cargo()
-        .args(["tree", "-p", "artifact-store-core", "-e", "normal", "--prefix", "none"])
+        .args([
+            "tree",
+            "-p",
+            "artifact-store-core",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
         .output()
         .context("cargo tree")?;
     if !out.status.success() {
-        bail!("cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let tree = String::from_utf8_lossy(&out.stdout);
     let forbidden: Vec<&str> = tree
         .lines()
         .filter(|l| {
-            ["spin-", "wasmtime", "rusqlite", "tokio-postgres", "wit-bindgen"]
-                .iter()
-                .any(|f| l.starts_with(f))
+            [
+                "spin-",
+                "wasmtime",
+                "rusqlite",
+                "tokio-postgres",
+                "wit-bindgen",
+            ]
+            .iter()
+            .any(|f| l.starts_with(f))
         })
         .collect();
     if !forbidden.is_empty() {
@@ -159,7 +176,8 @@ fn check_core_is_pure() -> Result<()> {
 fn run_tests(s3: Option<&S3Env>, cargo_args: &[String]) -> Result<()> {
     step("running the test suite");
     let mut cmd = cargo();
-    cmd.arg("test");
+    // Every test binary runs even when one fails, so one run shows everything that is red.
+    cmd.args(["test", "--no-fail-fast"]);
     for c in TESTED_CRATES {
         cmd.args(["-p", c]);
     }
