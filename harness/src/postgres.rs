@@ -20,14 +20,37 @@ use wasmtime::component::Resource;
 
 /// Idle clients kept per address.
 const MAX_IDLE_PER_ADDRESS: usize = 4;
+/// Connections open at once per address: more concurrent requests wait for one instead of
+/// exhausting the server's `max_connections` (Spin's own pool is bounded the same way).
+const MAX_OPEN_PER_ADDRESS: usize = 16;
 
 #[derive(Default, Clone)]
 pub struct PgPool {
     idle: Arc<Mutex<HashMap<String, Vec<tokio_postgres::Client>>>>,
+    limits: Arc<Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
 }
 
 impl PgPool {
-    async fn get(&self, address: &str) -> Result<tokio_postgres::Client, Error> {
+    /// A client for `address` and the permit that counts it as open.
+    async fn get(
+        &self,
+        address: &str,
+    ) -> Result<(tokio_postgres::Client, tokio::sync::OwnedSemaphorePermit), Error> {
+        let limit = self
+            .limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(address.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_OPEN_PER_ADDRESS)))
+            .clone();
+        let permit = limit
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?;
+        Ok((self.client(address).await?, permit))
+    }
+
+    async fn client(&self, address: &str) -> Result<tokio_postgres::Client, Error> {
         loop {
             let client = self
                 .idle
@@ -43,7 +66,13 @@ impl PgPool {
         }
         let (client, conn) = tokio_postgres::connect(address, tokio_postgres::NoTls)
             .await
-            .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+            // `{e:#}`-style: tokio-postgres puts the server's reason in the source.
+            .map_err(|e| {
+                let reason = std::error::Error::source(&e)
+                    .map(|s| format!("{e}: {s}"))
+                    .unwrap_or_else(|| e.to_string());
+                Error::ConnectionFailed(reason)
+            })?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -66,6 +95,7 @@ impl PgPool {
 pub struct PgConnection {
     address: String,
     client: Option<tokio_postgres::Client>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 fn query_error(e: tokio_postgres::Error) -> Error {
@@ -302,11 +332,12 @@ impl postgres::Host for HostState {}
 impl postgres::HostConnection for HostState {
     async fn open(&mut self, address: String) -> Result<Resource<PgConnection>, Error> {
         self.pg_allowed(&address)?;
-        let client = self.ctx.shared.pg.get(&address).await?;
+        let (client, permit) = self.ctx.shared.pg.get(&address).await?;
         self.table
             .push(PgConnection {
                 address,
                 client: Some(client),
+                permit: Some(permit),
             })
             .map_err(|e| Error::Other(e.to_string()))
     }
@@ -359,10 +390,12 @@ impl postgres::HostConnection for HostState {
         if let Some(client) = conn.client.take() {
             // A guest may drop a connection inside a transaction: end it before reuse.
             let pool = self.ctx.shared.pg.clone();
+            let permit = conn.permit.take();
             tokio::spawn(async move {
                 if client.batch_execute("ROLLBACK").await.is_ok() {
                     pool.put(conn.address, client);
                 }
+                drop(permit);
             });
         }
         Ok(())

@@ -48,7 +48,7 @@ pub fn list_keys(env: &S3Env, prefix: &str) -> Result<Vec<String>> {
 /// Keys of multipart uploads in progress under `prefix`.
 pub fn list_multipart_uploads(env: &S3Env, prefix: &str) -> Result<Vec<String>> {
     let url = format!(
-        "{}/{}?uploads&prefix={}",
+        "{}/{}?prefix={}&uploads=",
         env.endpoint,
         env.bucket,
         query_value(prefix)

@@ -213,10 +213,14 @@ pub async fn abandoned_open_packages_are_swept(cfg: Config) -> Result<()> {
     Ok(())
 }
 
-/// A sweeper killed mid-batch leaves a state the next sweep completes, nothing lost or
-/// deleted twice.
+/// A sweeper killed mid-batch leaves a state the next sweep completes (once the dead
+/// sweeper's claims expired), nothing lost or deleted twice.
 pub async fn killed_sweeper_resumes(cfg: Config) -> Result<()> {
-    let mut app = start!(short(cfg).var("sweep_batch_size", "5"));
+    let mut app = start!(
+        short(cfg)
+            .var("sweep_batch_size", "5")
+            .var("sweep_lease_seconds", "2")
+    );
     let mut pids = Vec::new();
     for i in 0..12 {
         let (pid, _) = finalized_with_file(
@@ -244,7 +248,8 @@ pub async fn killed_sweeper_resumes(cfg: Config) -> Result<()> {
     app.kill();
     let _ = inflight.await;
     app.spawn().await?;
-    // Sweeps until nothing is left (batches of 5).
+    // The dead sweeper's claims expire; then sweeps finish the work (batches of 5).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     for _ in 0..6 {
         let report = app.sweep().await?;
         if report["deleted"] == 0 && report["examined"] == 0 {

@@ -14,6 +14,9 @@ use crate::problem::{ApiError, log_error};
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 pub const DEFAULT_SWEEP_BATCH_SIZE: u32 = 500;
 pub const DEFAULT_ORPHAN_GRACE_SECS: i64 = 86_400;
+/// A sweep's claim outlives any one sweep run (Spin requests are short) by a wide margin;
+/// a sweeper that died mid-batch leaves its claims to the next sweep after this.
+pub const DEFAULT_SWEEP_LEASE_SECS: i64 = 900;
 pub const DEFAULT_PRESIGN_SECS: u64 = 300;
 
 /// Which backend receives new uploads.
@@ -40,6 +43,7 @@ pub struct Config {
     pub retention: RetentionRules,
     pub sweep_batch_size: u32,
     pub orphan_grace_seconds: i64,
+    pub sweep_lease_seconds: i64,
     pub s3_presign_seconds: u64,
     /// The raw lookup, for adapters that read their own variables (S3, metadata store).
     lookup: fn(&str) -> Option<String>,
@@ -100,6 +104,11 @@ impl Config {
         if sweep_batch_size == 0 {
             return Err(bad("sweep_batch_size", "must be at least 1"));
         }
+        let sweep_lease_seconds: i64 =
+            number(&lookup, "sweep_lease_seconds", DEFAULT_SWEEP_LEASE_SECS)?;
+        if sweep_lease_seconds < 1 {
+            return Err(bad("sweep_lease_seconds", "must be at least 1"));
+        }
         Ok(Config {
             auth_tokens,
             default_backend,
@@ -108,6 +117,7 @@ impl Config {
             retention,
             sweep_batch_size,
             orphan_grace_seconds,
+            sweep_lease_seconds,
             s3_presign_seconds: number(&lookup, "s3_presign_seconds", DEFAULT_PRESIGN_SECS)?,
             lookup: raw,
         })

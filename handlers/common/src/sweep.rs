@@ -48,15 +48,12 @@ pub struct SweepConfig {
     pub orphan_grace_secs: i64,
 }
 
-/// A claim outlives any one sweep run (Spin requests are short) by a wide margin.
-pub const DEFAULT_LEASE_SECS: i64 = 900;
-
 impl SweepConfig {
     pub fn from_config(config: &Config) -> SweepConfig {
         SweepConfig {
             batch_size: config.sweep_batch_size,
             open_ttl_secs: config.open_package_ttl_seconds,
-            lease_secs: DEFAULT_LEASE_SECS,
+            lease_secs: config.sweep_lease_seconds,
             orphan_grace_secs: config.orphan_grace_seconds,
         }
     }
