@@ -68,8 +68,11 @@ fn wrong_secret_is_refused_and_mapped_to_unavailable() {
     let key = format!("{}x", unique_prefix("badsecret"));
     let reply = send(&r.put_object(&key, b"x".to_vec()).unwrap());
     assert_eq!(reply.status, 403, "{}", reply.text());
+    // Ceph RGW says SignatureDoesNotMatch, Garage AccessDenied ("Invalid signature").
     assert!(
-        reply.text().contains("SignatureDoesNotMatch"),
+        ["SignatureDoesNotMatch", "AccessDenied"]
+            .iter()
+            .any(|code| reply.text().contains(code)),
         "{}",
         reply.text()
     );
@@ -98,8 +101,11 @@ fn a_payload_other_than_the_signed_one_is_refused() {
     *put.body_mut() = b"other  bytes".to_vec();
     let reply = send(&put);
     assert_eq!(reply.status, 400, "{}", reply.text());
+    // Ceph RGW and Garage name the refusal differently.
     assert!(
-        reply.text().contains("XAmzContentSHA256Mismatch"),
+        ["XAmzContentSHA256Mismatch", "InvalidDigest"]
+            .iter()
+            .any(|code| reply.text().contains(code)),
         "{}",
         reply.text()
     );
@@ -270,7 +276,8 @@ fn presigned_get_works_plainly_and_fails_when_tampered_or_expired() {
         .presign_get_at(&key, Duration::from_secs(60), an_hour_ago)
         .unwrap();
     let reply = plain_get(&expired);
-    assert_eq!(reply.status, 403, "{}", reply.text());
+    // Refused either way: 403 on Ceph RGW, 400 "Date is too old" on Garage.
+    assert!(matches!(reply.status, 400 | 403), "{}", reply.text());
 }
 
 #[test]
@@ -302,16 +309,14 @@ fn sse_headers_are_signed_and_sent() {
     // RGW refuses SSE over plain HTTP unless configured otherwise; record what it says.
     let reply = send(&put);
     eprintln!(
-        "RGW answer to PutObject with SSE-S3 over http: {} {}",
+        "server answer to PutObject with SSE-S3 over http: {} {}",
         reply.status,
         reply.text()
     );
     if reply.status == 200 {
+        // Accepted (Garage ignores SSE-S3 and does not echo it on HEAD): the object exists.
         let head = send(&r.head_object(&key).unwrap());
-        assert_eq!(
-            head.header("x-amz-server-side-encryption").as_deref(),
-            Some("AES256")
-        );
+        assert_eq!(head.status, 200);
     } else {
         assert_eq!(reply.status, 400, "{}", reply.text());
         // The signature itself was accepted: the refusal is about the encryption request.
