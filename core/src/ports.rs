@@ -236,6 +236,24 @@ pub struct AuditDraft {
     pub details: serde_json::Value,
 }
 
+impl AuditDraft {
+    /// An event about a whole package (no file), the most common kind.
+    pub fn for_package(
+        event_type: AuditEventType,
+        package_id: &str,
+        actor: &str,
+        details: serde_json::Value,
+    ) -> AuditDraft {
+        AuditDraft {
+            event_type,
+            package_id: Some(package_id.to_string()),
+            file_id: None,
+            actor: actor.to_string(),
+            details,
+        }
+    }
+}
+
 /// A package the sweeper claimed: nobody else works on it until `lease_until`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepClaim {

@@ -190,18 +190,17 @@ async fn remove_orphan<M: MetadataStore, B: ObjectStores>(
         return Ok(false);
     }
     meta.abort_upload(&pending.id).await?;
-    meta.append_audit(AuditDraft {
-        event_type: AuditEventType::OrphanRemoved,
-        package_id: Some(pending.package_id.clone()),
-        file_id: None,
-        actor: actor.to_string(),
-        details: json!({
+    meta.append_audit(AuditDraft::for_package(
+        AuditEventType::OrphanRemoved,
+        &pending.package_id,
+        actor,
+        json!({
             "upload_id": pending.id,
             "backend_id": pending.backend_id,
             "staging_key": pending.staging_key,
             "started_at": time::format(pending.started_at),
         }),
-    })
+    ))
     .await?;
     Ok(true)
 }

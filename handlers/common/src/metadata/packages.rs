@@ -80,19 +80,18 @@ impl<C: SqlConn> SqlStore<C> {
             )
             .await?;
             self.append_audit_in_tx(
-                AuditDraft {
-                    event_type: AuditEventType::PackageCreated,
-                    package_id: Some(new.id.clone()),
-                    file_id: None,
-                    actor: new.actor.clone(),
-                    details: json!({
+                AuditDraft::for_package(
+                    AuditEventType::PackageCreated,
+                    &new.id,
+                    &new.actor,
+                    json!({
                         "name": new.name,
                         "producer": new.producer,
                         "subject": new.subject,
                         "retention_class": new.retention_class.as_str(),
                         "expires_at": expires_at.map(time::format),
                     }),
-                },
+                ),
                 created_at,
             )
             .await?;
@@ -247,16 +246,15 @@ impl<C: SqlConn> SqlStore<C> {
             )
             .await?;
             self.append_audit_in_tx(
-                AuditDraft {
-                    event_type: AuditEventType::PackageFinalized,
-                    package_id: Some(id.to_string()),
-                    file_id: None,
-                    actor: actor.to_string(),
-                    details: json!({
+                AuditDraft::for_package(
+                    AuditEventType::PackageFinalized,
+                    id,
+                    actor,
+                    json!({
                         "file_count": locked.file_count,
                         "total_bytes": locked.total_bytes,
                     }),
-                },
+                ),
                 now,
             )
             .await?;

@@ -12,21 +12,6 @@ use super::conn::SqlConn;
 use super::rows::{self, HOLD_COLUMNS, RETENTION_EVENT_COLUMNS};
 use super::store::{SqlStore, domain, new_id, not_found, ts};
 
-fn draft(
-    kind: AuditEventType,
-    package_id: &str,
-    actor: &str,
-    details: serde_json::Value,
-) -> AuditDraft {
-    AuditDraft {
-        event_type: kind,
-        package_id: Some(package_id.to_string()),
-        file_id: None,
-        actor: actor.to_string(),
-        details,
-    }
-}
-
 impl<C: SqlConn> SqlStore<C> {
     pub(crate) async fn extend_retention_impl(
         &self,
@@ -84,7 +69,7 @@ impl<C: SqlConn> SqlStore<C> {
                 )
                 .await?;
             self.append_audit_in_tx(
-                draft(
+                AuditDraft::for_package(
                     AuditEventType::RetentionExtended,
                     package_id,
                     actor,
@@ -173,7 +158,7 @@ impl<C: SqlConn> SqlStore<C> {
             )
             .await?;
             self.append_audit_in_tx(
-                draft(
+                AuditDraft::for_package(
                     AuditEventType::HoldApplied,
                     package_id,
                     actor,
@@ -229,7 +214,7 @@ impl<C: SqlConn> SqlStore<C> {
             )
             .await?;
             self.append_audit_in_tx(
-                draft(
+                AuditDraft::for_package(
                     AuditEventType::HoldReleased,
                     package_id,
                     actor,

@@ -94,13 +94,12 @@ impl<C: SqlConn> SqlStore<C> {
                         )
                         .await?;
                         self.append_audit_in_tx(
-                            AuditDraft {
-                                event_type: AuditEventType::DeletionRequested,
-                                package_id: Some(id.clone()),
-                                file_id: None,
-                                actor: sweeper.to_string(),
-                                details: json!({"reason": why}),
-                            },
+                            AuditDraft::for_package(
+                                AuditEventType::DeletionRequested,
+                                &id,
+                                sweeper,
+                                json!({"reason": why}),
+                            ),
                             now,
                         )
                         .await?;
@@ -265,16 +264,15 @@ impl<C: SqlConn> SqlStore<C> {
             )
             .await?;
             self.append_audit_in_tx(
-                AuditDraft {
-                    event_type: AuditEventType::DeletionCompleted,
-                    package_id: Some(package_id.to_string()),
-                    file_id: None,
-                    actor: actor.to_string(),
-                    details: json!({
+                AuditDraft::for_package(
+                    AuditEventType::DeletionCompleted,
+                    package_id,
+                    actor,
+                    json!({
                         "file_count": locked.file_count,
                         "total_bytes": locked.total_bytes,
                     }),
-                },
+                ),
                 now,
             )
             .await?;
@@ -298,13 +296,12 @@ impl<C: SqlConn> SqlStore<C> {
             )
             .await?;
             self.append_audit_in_tx(
-                AuditDraft {
-                    event_type: AuditEventType::DeletionFailed,
-                    package_id: Some(package_id.to_string()),
-                    file_id: None,
-                    actor: actor.to_string(),
-                    details: json!({"detail": detail}),
-                },
+                AuditDraft::for_package(
+                    AuditEventType::DeletionFailed,
+                    package_id,
+                    actor,
+                    json!({"detail": detail}),
+                ),
                 time::now(),
             )
             .await?;
