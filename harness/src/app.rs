@@ -8,10 +8,11 @@ use crate::bindings::SpinImports;
 use crate::bindings::cron::{SpinCronPre, fermyon::spin_cron::cron_types};
 use crate::cron::Schedule;
 use crate::key_value::KvBackend;
-use crate::manifest::{Manifest, Route};
+use crate::manifest::{ComponentDecl, Manifest, Route};
 use crate::outbound_http::AllowedHosts;
 use crate::postgres::PgPool;
 use crate::routing::Router;
+use crate::runtime_config::RuntimeConfig;
 use crate::sqlite::SqliteDatabases;
 use crate::state::{ComponentCtx, HostState, Shared};
 use crate::variables::{AppVariables, component_variables};
@@ -35,6 +36,8 @@ pub struct AppOptions {
     pub env: Option<HashMap<String, String>>,
     /// Compile cache directory. Default: `<state dir>/cache`.
     pub cache_dir: Option<PathBuf>,
+    /// Spin runtime config file (`--runtime-config-file`): stores and variables providers.
+    pub runtime_config: Option<PathBuf>,
 }
 
 /// One `[[trigger.cron]]` entry.
@@ -91,13 +94,25 @@ impl App {
     pub fn load(manifest_path: impl AsRef<Path>, options: AppOptions) -> Result<App> {
         let manifest_path = manifest_path.as_ref();
         let manifest = Manifest::load(manifest_path)?;
+        let runtime_config = match &options.runtime_config {
+            Some(path) => RuntimeConfig::load(path)?,
+            None => RuntimeConfig::default(),
+        };
         let env = options.env.clone();
+        // Spin's default provider also reads `.env` in the working directory; an explicit
+        // environment (tests) stands for the whole outside world, so it reads no file.
+        let default_dotenv = match &env {
+            Some(_) => Default::default(),
+            None => crate::runtime_config::read_dotenv(Path::new(".env"))?,
+        };
         let vars = AppVariables::resolve(
             &manifest,
             |k| match &env {
                 Some(m) => m.get(k).cloned(),
                 None => std::env::var(k).ok(),
             },
+            &runtime_config.variables_providers,
+            default_dotenv,
             &options.variables,
         )?;
         let state_dir = options
@@ -108,13 +123,22 @@ impl App {
             .with_context(|| format!("creating state dir {}", state_dir.display()))?;
 
         let raw = &manifest.raw;
-        let mut kv_labels: BTreeSet<String> = ["default".to_string()].into();
-        for c in raw.component.values() {
-            kv_labels.extend(c.key_value_stores.iter().cloned());
-        }
+        let uses = |labels: fn(&ComponentDecl) -> &Vec<String>| {
+            raw.component
+                .iter()
+                .flat_map(move |(id, c)| labels(c).iter().map(move |l| (id.as_str(), l.as_str())))
+        };
         let shared = Arc::new(Shared {
-            sqlite: SqliteDatabases::new(state_dir.clone()),
-            kv: KvBackend::create(&state_dir, kv_labels)?,
+            sqlite: SqliteDatabases::new(
+                &state_dir,
+                &runtime_config.sqlite_databases,
+                uses(|c| &c.sqlite_databases),
+            )?,
+            kv: KvBackend::create(
+                &state_dir,
+                &runtime_config.key_value_stores,
+                uses(|c| &c.key_value_stores),
+            )?,
             pg: PgPool::default(),
         });
 
@@ -132,9 +156,10 @@ impl App {
             }
         }
 
+        // Every component's grants and templates are checked, used by a trigger or not, as
+        // Spin does.
         let mut ctxs = HashMap::new();
-        for id in &used {
-            let decl = &raw.component[*id];
+        for (id, decl) in &raw.component {
             let ctx = (|| -> Result<ComponentCtx> {
                 let hosts: Vec<String> = decl
                     .allowed_outbound_hosts

@@ -1,49 +1,68 @@
-//! `fermyon:spin/key-value@2.0.0` on SQLite.
+//! `fermyon:spin/key-value@2.0.0` on SQLite, in Spin's own file format.
 //!
-//! Decision: one file `<state-dir>/sqlite_key_value.db` (real Spin's file name) with one table
-//! per store label (`kv_<label>`); the tables for `default` and every label some component is
-//! granted are created at start, so requests only read and write. Each guest `store` resource
-//! holds its own connection (WAL, busy timeout) and every call runs on the blocking pool.
+//! Decision: each store label is a SQLite database with Spin's table
+//! `spin_key_value (store, key, value)` (store = the label), so `spin up` and the harness
+//! read and write the same files: label `default` is `<state-dir>/sqlite_key_value.db` and
+//! any other label must be defined in the runtime config (`[key_value_store.<label>]`),
+//! else start fails with Spin's message. Each guest `store` resource holds its own
+//! connection (WAL, busy timeout) and every call runs on the blocking pool.
 
 use crate::bindings::fermyon::spin::key_value::{self, Error};
+use crate::runtime_config::Location;
+use crate::sqlite::Db;
 use crate::state::HostState;
-use anyhow::{Context, Result};
+use anyhow::{Result, bail};
 use rusqlite::OptionalExtension;
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::Resource;
 
-/// The key-value database file and the labels it serves.
-pub struct KvBackend {
-    path: PathBuf,
-    labels: BTreeSet<String>,
-}
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
+    store TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (store, key)
+)";
 
-fn table_name(label: &str) -> String {
-    // Quoted identifier: any label is safe as a table name.
-    format!("\"kv_{}\"", label.replace('"', "\"\""))
+/// The stores components may open, by label.
+pub struct KvBackend {
+    stores: BTreeMap<String, Arc<Db>>,
 }
 
 impl KvBackend {
-    /// Creates the file and one table per label.
-    pub fn create(dir: &std::path::Path, labels: BTreeSet<String>) -> Result<Self> {
-        let path = dir.join("sqlite_key_value.db");
-        let conn = crate::sqlite::open_file(&path)
-            .with_context(|| format!("opening key-value database {}", path.display()))?;
-        for label in &labels {
-            conn.execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)",
-                table_name(label)
-            ))?;
+    /// `uses` is every (component, label) of the manifest; an undefined label fails start
+    /// with Spin's message. Creates each store's table.
+    pub fn create<'a>(
+        state_dir: &Path,
+        configured: &BTreeMap<String, Location>,
+        uses: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self> {
+        let mut locations = configured.clone();
+        locations
+            .entry("default".into())
+            .or_insert_with(|| Location::File(state_dir.join("sqlite_key_value.db")));
+        for (component, label) in uses {
+            if !locations.contains_key(label) {
+                bail!("unknown key_value_stores label {label:?} for component {component:?}");
+            }
         }
-        Ok(Self { path, labels })
+        let mut stores = BTreeMap::new();
+        for (label, location) in &locations {
+            let db = Db::new(location)?;
+            let conn = db.connect()?;
+            conn.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .execute_batch(CREATE_TABLE)?;
+            stores.insert(label.clone(), Arc::new(db));
+        }
+        Ok(Self { stores })
     }
 }
 
 /// The host side of a guest `store` resource.
 pub struct KvStore {
-    table: String,
+    label: String,
     conn: Arc<Mutex<rusqlite::Connection>>,
 }
 
@@ -56,19 +75,19 @@ type Handle = (Arc<Mutex<rusqlite::Connection>>, String);
 impl HostState {
     fn kv_handle(&self, r: &Resource<KvStore>) -> Result<Handle, Error> {
         let store = self.table.get(r).map_err(other)?;
-        Ok((store.conn.clone(), store.table.clone()))
+        Ok((store.conn.clone(), store.label.clone()))
     }
 }
 
-/// Runs `f(connection, quoted table name)` on the blocking pool.
+/// Runs `f(connection, store label)` on the blocking pool.
 async fn kv_call<R: Send + 'static>(
     handle: Result<Handle, Error>,
     f: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<R> + Send + 'static,
 ) -> Result<R, Error> {
-    let (conn, table) = handle?;
+    let (conn, label) = handle?;
     tokio::task::spawn_blocking(move || {
         let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&guard, &table)
+        f(&guard, &label)
     })
     .await
     .map_err(other)?
@@ -82,21 +101,14 @@ impl key_value::HostStore for HostState {
         if !self.ctx.key_value_stores.contains(&label) {
             return Err(Error::AccessDenied);
         }
-        let kv = &self.ctx.shared.kv;
-        if !kv.labels.contains(&label) {
+        let Some(db) = self.ctx.shared.kv.stores.get(&label).cloned() else {
             return Err(Error::NoSuchStore);
-        }
-        let path = kv.path.clone();
-        let conn = tokio::task::spawn_blocking(move || crate::sqlite::open_file(&path))
+        };
+        let conn = tokio::task::spawn_blocking(move || db.connect())
             .await
             .map_err(other)?
             .map_err(other)?;
-        self.table
-            .push(KvStore {
-                table: table_name(&label),
-                conn: Arc::new(Mutex::new(conn)),
-            })
-            .map_err(other)
+        self.table.push(KvStore { label, conn }).map_err(other)
     }
 
     async fn get(
@@ -104,9 +116,9 @@ impl key_value::HostStore for HostState {
         self_: Resource<KvStore>,
         key: String,
     ) -> Result<Option<Vec<u8>>, Error> {
-        kv_call(self.kv_handle(&self_), move |c, t| {
-            c.prepare_cached(&format!("SELECT value FROM {t} WHERE key = ?1"))?
-                .query_row([key], |r| r.get(0))
+        kv_call(self.kv_handle(&self_), move |c, store| {
+            c.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .query_row([store, &key], |r| r.get(0))
                 .optional()
         })
         .await
@@ -118,37 +130,39 @@ impl key_value::HostStore for HostState {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), Error> {
-        kv_call(self.kv_handle(&self_), move |c, t| {
-            c.prepare_cached(&format!(
-                "INSERT INTO {t} (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
-            ))?
-            .execute(rusqlite::params![key, value])
+        kv_call(self.kv_handle(&self_), move |c, store| {
+            c.prepare_cached(
+                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(rusqlite::params![store, key, value])
             .map(|_| ())
         })
         .await
     }
 
     async fn delete(&mut self, self_: Resource<KvStore>, key: String) -> Result<(), Error> {
-        kv_call(self.kv_handle(&self_), move |c, t| {
-            c.prepare_cached(&format!("DELETE FROM {t} WHERE key = ?1"))?
-                .execute([key])
+        kv_call(self.kv_handle(&self_), move |c, store| {
+            c.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .execute([store, &key])
                 .map(|_| ())
         })
         .await
     }
 
     async fn exists(&mut self, self_: Resource<KvStore>, key: String) -> Result<bool, Error> {
-        kv_call(self.kv_handle(&self_), move |c, t| {
-            c.prepare_cached(&format!("SELECT 1 FROM {t} WHERE key = ?1"))?
-                .exists([key])
+        kv_call(self.kv_handle(&self_), move |c, store| {
+            c.prepare_cached("SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .exists([store, &key])
         })
         .await
     }
 
     async fn get_keys(&mut self, self_: Resource<KvStore>) -> Result<Vec<String>, Error> {
-        kv_call(self.kv_handle(&self_), move |c, t| {
-            let mut stmt = c.prepare_cached(&format!("SELECT key FROM {t} ORDER BY key"))?;
-            stmt.query_map([], |r| r.get(0))?.collect()
+        kv_call(self.kv_handle(&self_), move |c, store| {
+            let mut stmt =
+                c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
+            stmt.query_map([store], |r| r.get(0))?.collect()
         })
         .await
     }

@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod outbound_http;
 pub mod postgres;
 pub mod routing;
+pub mod runtime_config;
 pub mod server;
 pub mod sqlite;
 pub mod state;

@@ -1,7 +1,8 @@
 //! `harness` CLI: `harness up` (serve like `spin up`) and `harness cron <component>`.
 //!
-//! Decision: flags mirror `spin up` (`--from`, `--listen`, `--state-dir`, `--variable`) so scripts
-//! work against either; all behaviour lives in the library.
+//! Decision: flags mirror `spin up` (`--from`, `--listen`, `--state-dir`, `--variable`,
+//! `--runtime-config-file`) so scripts work against either; all behaviour lives in the
+//! library.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -30,6 +31,10 @@ struct Common {
     /// many state dirs so each start skips compilation.
     #[arg(long, env = "HARNESS_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Spin runtime config file (key-value stores, SQLite databases, variables providers),
+    /// in Spin's format.
+    #[arg(long)]
+    runtime_config_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +60,7 @@ fn options(c: &Common) -> AppOptions {
         variables: c.variables.clone(),
         env: None,
         cache_dir: c.cache_dir.clone(),
+        runtime_config: c.runtime_config_file.clone(),
     }
 }
 

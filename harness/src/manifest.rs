@@ -232,15 +232,27 @@ impl Manifest {
 }
 
 /// Spin's rule: lower-case letters, digits and underscores, starting with a letter.
+/// Spin's rule for variable names, with Spin's wording (guests see it in `invalid-name`).
 pub fn check_variable_name(name: &str) -> Result<()> {
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !ok {
-        bail!("invalid variable name `{name}` (use lower_snake_case)");
-    }
-    Ok(())
+    let reason = if name.is_empty() {
+        "must not be empty".to_string()
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+    {
+        format!(
+            "invalid character {c:?}. Variable names may contain only lower-case letters, numbers, and underscores."
+        )
+    } else if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        "must start with a lowercase ASCII letter".to_string()
+    } else if !name.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+        "must end with a lowercase ASCII letter or digit".to_string()
+    } else if name.contains("__") {
+        "must not contain multiple consecutive underscores".to_string()
+    } else {
+        return Ok(());
+    };
+    bail!("{name:?}: {reason}")
 }
 
 #[cfg(test)]

@@ -55,8 +55,9 @@ impl RunningApp {
     }
 }
 
-fn text_response(status: StatusCode, msg: &str) -> Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from(format!("{msg}\n")))
+/// A host-made answer (no route, a trap): status only and an empty body, as Spin answers.
+fn empty_response(status: StatusCode) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::new())
         .map_err(|never| match never {})
         .boxed_unsync();
     let mut resp = Response::new(body);
@@ -159,7 +160,7 @@ impl App {
         let path = req.uri().path().to_string();
         let router = &self.inner.router;
         let Some(m) = router.route(&path) else {
-            return (text_response(StatusCode::NOT_FOUND, "Not Found"), None);
+            return (empty_response(StatusCode::NOT_FOUND), None);
         };
         let component = m.route.component.clone();
         if !req.headers().contains_key(http::header::HOST)
@@ -192,7 +193,7 @@ impl App {
             Err(e) => {
                 eprintln!("[{component}] request failed: {e:#}");
                 (
-                    text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+                    empty_response(StatusCode::INTERNAL_SERVER_ERROR),
                     Some(component),
                 )
             }

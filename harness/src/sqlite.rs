@@ -1,15 +1,18 @@
 //! `spin:sqlite/sqlite@3.0.0` on rusqlite, one file per database label.
 //!
-//! Decision: like real Spin, label `default` is `<state-dir>/sqlite_db.db`; any other label `x`
-//! is `<state-dir>/sqlite_db_x.db`. Each guest `connection` is its own rusqlite connection (so
+//! Decision: like real Spin, label `default` is `<state-dir>/sqlite_db.db` and any other label
+//! must be defined in the runtime config (`[sqlite_database.<label>]`). Each guest `connection` is its own rusqlite connection (so
 //! `BEGIN`/`COMMIT` statements span calls on that resource), every call runs on tokio's blocking
 //! pool, and a busy timeout makes concurrent writers wait instead of failing with SQLITE_BUSY.
 //! Files use WAL so readers do not block the writer.
 
 use crate::bindings::spin::sqlite::sqlite::{self, Error, QueryResult, RowResult, Value};
+use crate::runtime_config::Location;
 use crate::state::HostState;
+use anyhow::{Context, Result, bail};
 use rusqlite::types::ValueRef;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::Resource;
@@ -17,22 +20,78 @@ use wasmtime::component::Resource;
 /// How long a connection waits for another writer before reporting `database is locked`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Maps labels to files under the state directory.
+/// A database a label names: a file (a connection per guest resource) or, with no `path`
+/// in the runtime config, one in-memory database behind a single shared connection.
+pub enum Db {
+    File(PathBuf),
+    Memory(Arc<Mutex<rusqlite::Connection>>),
+}
+
+impl Db {
+    pub fn new(location: &Location) -> Result<Db> {
+        Ok(match location {
+            Location::File(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                Db::File(path.clone())
+            }
+            Location::InMemory => Db::Memory(Arc::new(Mutex::new(
+                rusqlite::Connection::open_in_memory()?,
+            ))),
+        })
+    }
+
+    /// A connection for one guest resource (blocking: call it on the blocking pool).
+    pub fn connect(&self) -> rusqlite::Result<Arc<Mutex<rusqlite::Connection>>> {
+        match self {
+            Db::File(path) => Ok(Arc::new(Mutex::new(open_file(path)?))),
+            Db::Memory(conn) => Ok(conn.clone()),
+        }
+    }
+}
+
+/// The databases components may open, by label: `default` is `<state-dir>/sqlite_db.db`
+/// (as Spin) unless the runtime config says otherwise; any other label must be defined there.
 pub struct SqliteDatabases {
-    dir: PathBuf,
+    dbs: BTreeMap<String, Arc<Db>>,
 }
 
 impl SqliteDatabases {
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+    /// `uses` is every (component, label) of the manifest; an undefined label fails start
+    /// with Spin's message.
+    pub fn new<'a>(
+        state_dir: &Path,
+        configured: &BTreeMap<String, Location>,
+        uses: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self> {
+        let mut locations = configured.clone();
+        locations
+            .entry("default".into())
+            .or_insert_with(|| Location::File(state_dir.join("sqlite_db.db")));
+        let undefined: Vec<String> = uses
+            .into_iter()
+            .filter(|(_, label)| !locations.contains_key(*label))
+            .map(|(c, label)| format!("- Component {c} uses database '{label}'"))
+            .collect();
+        if !undefined.is_empty() {
+            bail!(
+                "One or more components use SQLite databases which are not defined.\n\
+                 Check the spelling, or pass a runtime configuration file that defines these stores.\n\
+                 Details:\n{}",
+                undefined.join("\n")
+            );
+        }
+        let dbs = locations
+            .iter()
+            .map(|(label, loc)| Ok((label.clone(), Arc::new(Db::new(loc)?))))
+            .collect::<Result<_>>()?;
+        Ok(Self { dbs })
     }
 
-    pub fn path(&self, label: &str) -> PathBuf {
-        if label == "default" {
-            self.dir.join("sqlite_db.db")
-        } else {
-            self.dir.join(format!("sqlite_db_{label}.db"))
-        }
+    pub fn get(&self, label: &str) -> Option<Arc<Db>> {
+        self.dbs.get(label).cloned()
     }
 }
 
@@ -117,16 +176,17 @@ impl sqlite::HostConnection for HostState {
         if !self.ctx.sqlite_databases.contains(&database) {
             return Err(Error::AccessDenied);
         }
-        let path = self.ctx.shared.sqlite.path(&database);
-        let conn = tokio::task::spawn_blocking(move || open_file(&path))
+        let db = self
+            .ctx
+            .shared
+            .sqlite
+            .get(&database)
+            .ok_or(Error::NoSuchDatabase)?;
+        let conn = tokio::task::spawn_blocking(move || db.connect())
             .await
             .map_err(io_err)?
             .map_err(io_err)?;
-        self.table
-            .push(SqliteConnection {
-                conn: Arc::new(Mutex::new(conn)),
-            })
-            .map_err(io_err)
+        self.table.push(SqliteConnection { conn }).map_err(io_err)
     }
 
     async fn execute(

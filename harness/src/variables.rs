@@ -1,17 +1,20 @@
 //! Application variables: `fermyon:spin/variables@2.0.0` and `wasi:config/store`.
 //!
-//! Decision: everything is resolved once at start, in Spin's precedence order (manifest
-//! `default`, then `SPIN_VARIABLE_<NAME>` environment variables, then `--variable` flags, last
-//! wins). A required variable without a value, or a component template naming an unknown
-//! variable, fails start-up; guests then read an immutable per-component map, so a request can
-//! never observe a half-configured app.
+//! Decision: everything is resolved once at start, in Spin 3.5's precedence order: `--variable`
+//! flags, then each `[[variables_provider]]` of the runtime config in order (its
+//! `<PREFIX>_<NAME>` environment variable, then its dotenv file), then Spin's default provider
+//! (`SPIN_VARIABLE_<NAME>`, then `.env` in the working directory), then the manifest
+//! `default`; the first that has a value wins. A required variable without a value, or a
+//! component template naming an unknown variable, fails start-up; guests then read an
+//! immutable per-component map, so a request can never observe a half-configured app.
 
 use crate::bindings::fermyon::spin::variables;
 use crate::bindings::wasi::config::store;
 use crate::manifest::{Manifest, check_variable_name};
+use crate::runtime_config::EnvProvider;
 use crate::state::HostState;
 use anyhow::{Context, Result, bail};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Resolved application-level variables.
 #[derive(Debug, Clone, Default)]
@@ -21,29 +24,43 @@ pub struct AppVariables {
 }
 
 impl AppVariables {
-    /// Resolves `[variables]` with `env` (lookup of `SPIN_VARIABLE_*`) and `flags` (name, value).
+    /// Resolves `[variables]` from `flags` (name, value), the runtime config's `providers`,
+    /// then the default provider (`env` looks up environment variables; `default_dotenv`
+    /// is its `.env` file), then the manifest defaults.
     pub fn resolve(
         manifest: &Manifest,
         env: impl Fn(&str) -> Option<String>,
+        providers: &[EnvProvider],
+        default_dotenv: HashMap<String, String>,
         flags: &[(String, String)],
     ) -> Result<Self> {
         let decls = &manifest.raw.variables;
+        let default_provider = EnvProvider {
+            prefix: "SPIN_VARIABLE".into(),
+            dotenv: default_dotenv,
+        };
         let mut values = BTreeMap::new();
         for (name, decl) in decls {
             if decl.required && decl.default.is_some() {
                 bail!("[variables.{name}]: a required variable cannot have a default");
             }
-            if let Some(d) = &decl.default {
-                values.insert(name.clone(), d.clone());
-            }
-            if let Some(v) = env(&format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())) {
+            let provided = providers
+                .iter()
+                .chain(std::iter::once(&default_provider))
+                .find_map(|p| {
+                    let key = format!("{}_{}", p.prefix, name.to_ascii_uppercase());
+                    env(&key).or_else(|| p.dotenv.get(&key).cloned())
+                });
+            if let Some(v) = provided.or_else(|| decl.default.clone()) {
                 values.insert(name.clone(), v);
             }
         }
         for (name, value) in flags {
-            check_variable_name(name).context("--variable")?;
+            // Spin 3.5 ignores a flag naming no declared variable (even an invalid name);
+            // the harness does too, but says so.
             if !decls.contains_key(name) {
-                bail!("--variable {name}: no such variable in [variables]");
+                eprintln!("harness: --variable {name}: no such variable in [variables]; ignored");
+                continue;
             }
             values.insert(name.clone(), value.clone());
         }
@@ -113,14 +130,12 @@ pub fn component_variables(
 
 impl variables::Host for HostState {
     async fn get(&mut self, name: String) -> Result<String, variables::Error> {
-        if check_variable_name(&name).is_err() {
-            return Err(variables::Error::InvalidName(name));
+        if let Err(e) = check_variable_name(&name) {
+            return Err(variables::Error::InvalidName(e.to_string()));
         }
-        self.ctx
-            .variables
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| variables::Error::Undefined(format!("no variable for {name:?}")))
+        self.ctx.variables.get(&name).cloned().ok_or_else(|| {
+            variables::Error::Undefined(format!("no variable for {:?}.{name:?}", self.ctx.id))
+        })
     }
 }
 

@@ -1,47 +1,14 @@
 //! End-to-end tests: real guest components (tests/fixtures), real HTTP, real SQLite/Postgres.
-//!
-//! The fixtures are a separate cargo workspace built once per test binary with
-//! `cargo build --release --target wasm32-wasip2` into `<repo>/target/fixtures`.
 
+mod common;
+
+use common::{fixtures, manifest, repo_root, temp_dir};
 use futures::StreamExt;
 use harness::{App, AppOptions};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
-
-struct Fixtures {
-    http: PathBuf,
-    cron: PathBuf,
-    redis: PathBuf,
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn fixtures() -> &'static Fixtures {
-    static F: OnceLock<Fixtures> = OnceLock::new();
-    F.get_or_init(|| {
-        let target = repo_root().join("target/fixtures");
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("running cargo for fixtures");
-        assert!(status.success(), "building test fixtures failed");
-        let out = target.join("wasm32-wasip2/release");
-        Fixtures {
-            http: out.join("http_guest.wasm"),
-            cron: out.join("cron_guest.wasm"),
-            redis: out.join("redis_guest.wasm"),
-        }
-    })
-}
 
 /// One compile cache for all tests, so each component is compiled once per run.
 fn shared_cache() -> PathBuf {
@@ -52,89 +19,13 @@ fn shared_cache() -> PathBuf {
 /// (compiles, buffers) lands in its peak-RSS window.
 static MEMORY_QUIET: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = repo_root().join("target/harness-tests").join(format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn manifest(dir: &Path, cron_expr: &str) -> PathBuf {
-    let f = fixtures();
-    // Sources are relative to the manifest directory, as in Spin.
-    std::fs::copy(&f.http, dir.join("http_guest.wasm")).unwrap();
-    std::fs::copy(&f.cron, dir.join("cron_guest.wasm")).unwrap();
-    let text = format!(
-        r#"spin_manifest_version = 2
-
-[application]
-name = "harness-test"
-
-[variables]
-greeting = {{ default = "hi" }}
-token = {{ required = true, secret = true }}
-host_pattern = {{ default = "http://127.0.0.1:*" }}
-
-[[trigger.http]]
-route = "/..."
-component = "main"
-
-[[trigger.http]]
-route = "/exact"
-component = "exact"
-
-[[trigger.http]]
-route = "/items/:id"
-component = "main"
-
-[[trigger.http]]
-route = "/api/..."
-component = "main"
-
-[[trigger.http]]
-route = "/restricted/..."
-component = "restricted"
-
-[[trigger.cron]]
-component = "cron"
-cron_expression = "{cron_expr}"
-
-[component.main]
-source = "http_guest.wasm"
-allowed_outbound_hosts = ["{{{{ host_pattern }}}}", "postgres://127.0.0.1:5432"]
-sqlite_databases = ["default"]
-key_value_stores = ["default"]
-environment = {{ FOO = "bar" }}
-
-[component.main.variables]
-greeting = "{{{{ greeting }}}} there"
-token = "{{{{ token }}}}"
-
-[component.exact]
-source = "http_guest.wasm"
-
-[component.restricted]
-source = "http_guest.wasm"
-
-[component.cron]
-source = "cron_guest.wasm"
-sqlite_databases = ["default"]
-"#
-    );
-    let path = dir.join("spin.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn options(dir: &Path) -> AppOptions {
     AppOptions {
         state_dir: Some(dir.join(".spin")),
         variables: vec![("token".into(), "s3cret".into())],
         env: Some(Default::default()),
         cache_dir: Some(shared_cache()),
+        runtime_config: None,
     }
 }
 
@@ -146,7 +37,7 @@ async fn start(name: &str, cron_expr: &str) -> (App, harness::RunningApp, PathBu
 }
 
 /// A schedule that never fires in practice (Feb 31st).
-const NEVER: &str = "0 0 0 31 2 * *";
+const NEVER: &str = "0 0 0 31 2 *";
 
 async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.unwrap();
@@ -281,6 +172,7 @@ async fn variables_precedence_and_required() {
         AppOptions {
             state_dir: Some(dir.join(".spin")),
             cache_dir: Some(shared_cache()),
+            runtime_config: None,
             variables: vec![],
             env: Some(Default::default()),
         },
@@ -300,6 +192,7 @@ async fn variables_precedence_and_required() {
         AppOptions {
             state_dir: Some(dir.join(".spin")),
             cache_dir: Some(shared_cache()),
+            runtime_config: None,
             variables: vec![],
             env: Some(env),
         },
@@ -317,6 +210,7 @@ async fn variables_precedence_and_required() {
         AppOptions {
             state_dir: Some(dir.join(".spin")),
             cache_dir: Some(shared_cache()),
+            runtime_config: None,
             variables: vec![
                 ("greeting".into(), "flag".into()),
                 ("token".into(), "t".into()),
@@ -605,7 +499,7 @@ async fn cron_fires_now_and_on_schedule() {
     assert!(app.fire_cron("main").await.is_err());
 
     // Every second while serving.
-    let (_app, running, dir) = start("cron-schedule", "* * * * * * *").await;
+    let (_app, running, dir) = start("cron-schedule", "* * * * * *").await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
     running.shutdown().await;
     let n = cron_rows(&dir);

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use services::{pg_admin_url, s3_env};
@@ -35,11 +36,19 @@ pub enum Bytes {
     S3,
 }
 
+/// What runs `spin.toml`: the project's wasmtime host or the real Spin CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    Harness,
+    Spin,
+}
+
 /// One deployment shape the suite runs against.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub metadata: Metadata,
     pub bytes: Bytes,
+    pub host: Host,
     /// Extra `name=value` variables (retention rules in seconds, size limits ...).
     pub variables: Vec<(String, String)>,
     /// Serve a copy of `spin.toml` whose `[[trigger.cron]]` runs on this schedule.
@@ -51,6 +60,7 @@ impl Config {
         Config {
             metadata,
             bytes,
+            host: Host::Harness,
             variables: Vec::new(),
             cron_expression: None,
         }
@@ -60,6 +70,11 @@ impl Config {
     /// takes the expression literally, so the test serves a copy of the manifest).
     pub fn cron(mut self, expr: &str) -> Config {
         self.cron_expression = Some(expr.to_string());
+        self
+    }
+
+    pub fn on(mut self, host: Host) -> Config {
+        self.host = host;
         self
     }
 
@@ -144,7 +159,47 @@ pub fn harness_bin() -> PathBuf {
         .unwrap_or_else(|| target_dir().join("debug/harness"))
 }
 
-/// A running app: a `harness up` child process serving `spin.toml`.
+/// The real Spin CLI from `../shared/spin/` (installed on first use by its `install.sh`;
+/// `SPIN_BIN` overrides), or `None` when this machine has no such folder.
+pub fn spin_bin() -> Result<Option<PathBuf>> {
+    if let Some(bin) = std::env::var_os("SPIN_BIN") {
+        return Ok(Some(PathBuf::from(bin)));
+    }
+    static BIN: OnceLock<Result<Option<PathBuf>, String>> = OnceLock::new();
+    BIN.get_or_init(|| install_spin().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn install_spin() -> Result<Option<PathBuf>> {
+    let script = repo_root().join("../shared/spin/install.sh");
+    if !script.exists() {
+        return Ok(None);
+    }
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bin = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SPIN_BIN="))
+        .context("install.sh printed no SPIN_BIN")?;
+    Ok(Some(PathBuf::from(bin)))
+}
+
+/// The runtime config every test app gets, for either host: Spin refuses to start an app
+/// whose `blobs` key-value store is undefined, and so does the harness.
+pub const RUNTIME_CONFIG: &str = "[key_value_store.blobs]\ntype = \"spin\"\npath = \"blobs.db\"\n";
+
+/// A running app: a `harness up` or `spin up` child process serving `spin.toml`.
 pub struct TestApp {
     pub config: Config,
     pub tokens: Tokens,
@@ -169,6 +224,11 @@ impl TestApp {
             uuid::Uuid::now_v7().simple()
         ));
         std::fs::create_dir_all(&state_dir)?;
+        if config.host == Host::Spin && spin_bin()?.is_none() {
+            eprintln!("SKIP: no ../shared/spin/ on this machine, so no real Spin to run");
+            return Ok(None);
+        }
+        std::fs::write(state_dir.join("runtime-config.toml"), RUNTIME_CONFIG)?;
         let mut vars = vec![("auth_tokens".to_string(), tokens.variable())];
         let mut pg_database = None;
         let mut s3_prefix = None;
@@ -207,38 +267,48 @@ impl TestApp {
         Ok(Some(app))
     }
 
-    /// Starts the harness on a fresh port (first start, or after `kill`).
+    /// Starts the host on a fresh port (first start, or after `kill`).
     pub async fn spawn(&mut self) -> Result<()> {
-        let bin = harness_bin();
-        if !bin.exists() {
-            bail!(
-                "{} is missing: run the suite with `cargo xtask test` (it builds the harness and the components)",
-                bin.display()
-            );
-        }
         let manifest = self.manifest()?;
         let port = free_port()?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.state_dir.join("harness.log"))?;
-        let mut cmd = Command::new(bin);
-        // One compile cache for every test app: components compile once per run.
-        cmd.env("HARNESS_CACHE_DIR", target_dir().join("harness-cache"))
-            .current_dir(repo_root())
+            .open(self.state_dir.join("host.log"))?;
+        let mut cmd = match self.config.host {
+            Host::Harness => {
+                let bin = harness_bin();
+                if !bin.exists() {
+                    bail!(
+                        "{} is missing: run the suite with `cargo xtask test` (it builds the harness and the components)",
+                        bin.display()
+                    );
+                }
+                let mut cmd = Command::new(bin);
+                // One compile cache for every test app: components compile once per run.
+                cmd.env("HARNESS_CACHE_DIR", target_dir().join("harness-cache"));
+                cmd
+            }
+            Host::Spin => Command::new(spin_bin()?.context("no Spin CLI")?),
+        };
+        // Its own process group, so `kill` also ends the trigger processes Spin starts.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.current_dir(repo_root())
             .args(["up", "--from"])
             .arg(&manifest)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--state-dir")
             .arg(&self.state_dir)
+            .arg("--runtime-config-file")
+            .arg(self.state_dir.join("runtime-config.toml"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
         for (k, v) in &self.vars {
             cmd.arg("--variable").arg(format!("{k}={v}"));
         }
-        self.child = Some(cmd.spawn().context("starting the harness")?);
+        self.child = Some(cmd.spawn().context("starting the host")?);
         self.base_url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
@@ -248,10 +318,10 @@ impl TestApp {
                 }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
-                bail!("harness exited ({status}):\n{}", self.log_tail());
+                bail!("host exited ({status}):\n{}", self.log_tail());
             }
             if Instant::now() > deadline {
-                bail!("harness not healthy after 180 s:\n{}", self.log_tail());
+                bail!("host not healthy after 180 s:\n{}", self.log_tail());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -265,6 +335,7 @@ impl TestApp {
             uuid::Uuid::now_v7().simple()
         ));
         std::fs::create_dir_all(&state_dir)?;
+        std::fs::write(state_dir.join("runtime-config.toml"), RUNTIME_CONFIG)?;
         let mut app = TestApp {
             config: self.config.clone(),
             tokens: self.tokens.clone(),
@@ -304,9 +375,12 @@ impl TestApp {
         Ok(path)
     }
 
-    /// Kills the harness process at once (SIGKILL), as a crash would.
+    /// Kills the host's process group at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -335,7 +409,13 @@ impl TestApp {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.state_dir.join("harness.log")).unwrap_or_default();
+        let mut text = std::fs::read_to_string(self.state_dir.join("host.log")).unwrap_or_default();
+        // Spin writes component output under <state dir>/logs/.
+        if let Ok(dir) = std::fs::read_dir(self.state_dir.join("logs")) {
+            for entry in dir.flatten() {
+                text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
@@ -347,6 +427,12 @@ impl TestApp {
     /// The app's SQLite metadata database (metadata = sqlite).
     pub fn sqlite_path(&self) -> PathBuf {
         self.state_dir.join("sqlite_db.db")
+    }
+
+    /// The `blobs` key-value store's file (`RUNTIME_CONFIG`), in Spin's format: table
+    /// `spin_key_value (store, key, value)`.
+    pub fn blobs_path(&self) -> PathBuf {
+        self.state_dir.join("blobs.db")
     }
 
     // --- requests ---------------------------------------------------------------------
@@ -674,24 +760,24 @@ macro_rules! start {
 }
 
 /// Runs a scenario on one deployment shape; a failure panics with the whole error chain.
-pub async fn run_scenario<F, Fut>(scenario: F, metadata: Metadata, bytes: Bytes)
+pub async fn run_scenario<F, Fut>(scenario: F, metadata: Metadata, bytes: Bytes, host: Host)
 where
     F: FnOnce(Config) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    if let Err(e) = scenario(Config::new(metadata, bytes)).await {
+    if let Err(e) = scenario(Config::new(metadata, bytes).on(host)).await {
         panic!("{e:#}");
     }
 }
 
 /// One test module per deployment shape, one test per scenario of module `$scenarios`:
-/// `suite!(scenarios; sqlite_kv => (Sqlite, Kv), ...; [pilot_flow, ...]);`
+/// `suite!(scenarios; sqlite_kv => (Sqlite, Kv, Harness), ...; [pilot_flow, ...]);`
 #[macro_export]
 macro_rules! suite {
-    ($scenarios:ident; $($shape:ident => ($meta:ident, $bytes:ident)),* ; $names:tt) => {
-        $( $crate::suite!(@shape $scenarios, $shape, $meta, $bytes, $names); )*
+    ($scenarios:ident; $($shape:ident => ($meta:ident, $bytes:ident, $host:ident)),* ; $names:tt) => {
+        $( $crate::suite!(@shape $scenarios, $shape, $meta, $bytes, $host, $names); )*
     };
-    (@shape $scenarios:ident, $shape:ident, $meta:ident, $bytes:ident, [$($name:ident),* $(,)?]) => {
+    (@shape $scenarios:ident, $shape:ident, $meta:ident, $bytes:ident, $host:ident, [$($name:ident),* $(,)?]) => {
         mod $shape {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -700,6 +786,7 @@ macro_rules! suite {
                         super::$scenarios::$name,
                         $crate::Metadata::$meta,
                         $crate::Bytes::$bytes,
+                        $crate::Host::$host,
                     )
                     .await
                 }

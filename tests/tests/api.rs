@@ -1,14 +1,19 @@
 //! The registry API, black box: one suite of scenarios run on every deployment shape
 //! (SQLite or PostgreSQL metadata, kv or S3 bytes). Each scenario starts its own app.
+//!
+//! The `spin_*` shapes are the parity suite: the same scenarios with the same wasm under the
+//! real Spin CLI (`../shared/spin/`), so a difference between the two hosts fails the build.
 
 mod scenarios;
 
 artifact_store_tests::suite!(
     scenarios;
-    sqlite_kv => (Sqlite, Kv),
-    sqlite_s3 => (Sqlite, S3),
-    postgres_kv => (Postgres, Kv),
-    postgres_s3 => (Postgres, S3); [
+    sqlite_kv => (Sqlite, Kv, Harness),
+    sqlite_s3 => (Sqlite, S3, Harness),
+    postgres_kv => (Postgres, Kv, Harness),
+    postgres_s3 => (Postgres, S3, Harness),
+    spin_sqlite_kv => (Sqlite, Kv, Spin),
+    spin_postgres_s3 => (Postgres, S3, Spin); [
     pilot_flow,
     bad_inputs_store_nothing,
     oversize_upload,

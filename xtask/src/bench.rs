@@ -1,21 +1,26 @@
-//! `cargo xtask bench`: upload and download throughput of one large file through the app
-//! (kv and s3 backends) next to a direct transfer of the same bytes to the same Ceph RGW.
+//! `cargo xtask bench`: request rate and byte-path throughput of the app under the harness
+//! and under the real Spin CLI, side by side, next to a direct transfer of the same bytes
+//! to the same Ceph RGW.
 //!
 //! Decisions:
 //! - These machines are two shared, noisy cores, so the bench reports ratios measured side
 //!   by side in one run, never pass/fail thresholds. Each round transfers the same bytes to
-//!   all three targets back to back (starting with a different target each round), and the
-//!   median of the rounds is reported.
+//!   every target back to back (starting with a different target each round), and the
+//!   median of the rounds is reported. Request-rate runs alternate between hosts too.
+//! - The same wasm, manifest and runtime config run under both hosts; Spin comes from
+//!   `../shared/spin/` (skipped with a note where that folder is absent).
 //! - `curl` is the client for every transfer, so the client side costs the same everywhere;
-//!   timing is the wall clock around the curl process.
+//!   timing is the wall clock around the curl process. The request rate comes from
+//!   `load.rs`, one keep-alive connection per client thread.
 //! - Each round writes new random bytes, so no upload is deduplicated against an earlier
 //!   one: every app upload includes the promote from staging to the final key.
 //! - The harness's peak RSS is read from `VmHWM` and reset through `clear_refs` before each
 //!   transfer, so the peak belongs to that transfer (it shows bounded-memory streaming).
+//!   Spin serves from a child process of `spin up`, so its RSS is not shown.
 
 use crate::S3Server;
 use crate::build::{self, repo_root, step};
-use crate::services;
+use crate::{load, services};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -24,30 +29,30 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
-/// How long a harness may take to compile the components and answer `/health`.
+/// How long a host may take to compile the components and answer `/health`.
 const START_TIMEOUT: Duration = Duration::from_secs(300);
+/// Request-rate runs: concurrency, length of one run, runs per host (median reported).
+const RATE_CONNECTIONS: usize = 16;
+const RATE_DURATION: Duration = Duration::from_secs(5);
+const RATE_RUNS: usize = 3;
 
-/// Where a transfer goes.
+/// What serves the app.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Target {
-    KvApp,
-    S3App,
-    Direct,
+enum Host {
+    Harness,
+    Spin,
 }
 
-impl Target {
-    const ALL: [Target; 3] = [Target::KvApp, Target::S3App, Target::Direct];
-
+impl Host {
     fn label(self) -> &'static str {
         match self {
-            Target::KvApp => "kv-through-app",
-            Target::S3App => "s3-through-app",
-            Target::Direct => "direct-curl",
+            Host::Harness => "harness",
+            Host::Spin => "spin",
         }
     }
 }
 
-/// One upload and download, and the harness's peak RSS during each (apps only).
+/// One upload and download, and the harness's peak RSS during each (harness apps only).
 struct Sample {
     upload: Duration,
     download: Duration,
@@ -77,10 +82,17 @@ pub fn bench(
             harness.display()
         );
     }
+    let spin = services::install_spin()?;
+    if spin.is_none() {
+        step("no ../shared/spin/: measuring the harness only");
+    }
     let s3_env = services::start_s3(S3Server::Ceph)?.context("no S3 server")?;
     let result = Workdir::create().and_then(|work| {
         let s3 = S3::from_vars(&s3_env.vars)?;
-        let outcome = measure(&root, &work, &s3, size_mib * MIB, runs);
+        let hosts: Vec<(Host, PathBuf)> = std::iter::once((Host::Harness, harness))
+            .chain(spin.map(|b| (Host::Spin, b)))
+            .collect();
+        let outcome = measure(&root, &work, &s3, &hosts, size_mib * MIB, runs);
         s3.remove_prefix(&work.path);
         outcome
     });
@@ -88,15 +100,30 @@ pub fn bench(
     result
 }
 
-fn measure(root: &Path, work: &Workdir, s3: &S3, size: u64, runs: usize) -> Result<()> {
+fn measure(
+    root: &Path,
+    work: &Workdir,
+    s3: &S3,
+    hosts: &[(Host, PathBuf)],
+    size: u64,
+    runs: usize,
+) -> Result<()> {
     let token = format!("bench_{}", hex::encode(random_bytes::<32>()?));
-    let apps = [
-        App::start(root, work, "kv", &token, &[])?,
-        App::start(root, work, "s3", &token, &s3.app_variables())?,
-    ];
+    let mut apps = Vec::new();
+    for (backend, vars) in [("kv", Vec::new()), ("s3", s3.app_variables())] {
+        for (host, bin) in hosts {
+            apps.push(App::start(root, work, backend, *host, bin, &token, &vars)?);
+        }
+    }
     let idle: Vec<Option<u64>> = apps.iter().map(App::rss_kib).collect();
+
+    request_rate(&apps[..hosts.len()])?;
+
+    // Targets: every app, then curl straight to S3 (index apps.len()).
+    let targets = apps.len() + 1;
+    let label = |t: usize| apps.get(t).map_or("direct-curl".to_string(), App::label);
     let file = work.path.join("big.bin");
-    let mut samples: Vec<Vec<Sample>> = Target::ALL.iter().map(|_| Vec::new()).collect();
+    let mut samples: Vec<Vec<Sample>> = (0..targets).map(|_| Vec::new()).collect();
     for round in 0..runs {
         step(&format!(
             "round {}/{runs}: writing {} MiB of random bytes",
@@ -104,28 +131,96 @@ fn measure(root: &Path, work: &Workdir, s3: &S3, size: u64, runs: usize) -> Resu
             size / MIB
         ));
         let sha = write_random_file(&file, size)?;
-        for i in 0..Target::ALL.len() {
-            let at = (round + i) % Target::ALL.len();
-            let target = Target::ALL[at];
-            let sample = match target {
-                Target::KvApp => apps[0].transfer(work, &file, &sha, size)?,
-                Target::S3App => apps[1].transfer(work, &file, &sha, size)?,
-                Target::Direct => s3.transfer(work, &file, size, round)?,
+        for i in 0..targets {
+            let at = (round + i) % targets;
+            let sample = match apps.get(at) {
+                Some(app) => app.transfer(work, &file, &sha, size)?,
+                None => s3.transfer(work, &file, size, round)?,
             };
             eprintln!(
                 "    {:<15} upload {:>6.1} MiB/s   download {:>6.1} MiB/s",
-                target.label(),
+                label(at),
                 mib_per_sec(size, sample.upload),
                 mib_per_sec(size, sample.download)
             );
             samples[at].push(sample);
         }
     }
-    report(size, runs, &samples, &idle);
+    let labels: Vec<String> = (0..targets).map(label).collect();
+    report(size, runs, &labels, &samples, &idle);
     Ok(())
 }
 
-fn report(size: u64, runs: usize, samples: &[Vec<Sample>], idle_kib: &[Option<u64>]) {
+/// `GET /packages/{id}` at `RATE_CONNECTIONS` connections on each host (kv apps), runs
+/// alternating between hosts; prints req/s, p50 and p99 (median run by req/s).
+fn request_rate(apps: &[App]) -> Result<()> {
+    let mut results: Vec<Vec<load::LoadResult>> = apps.iter().map(|_| Vec::new()).collect();
+    let mut paths = Vec::new();
+    for app in apps {
+        let reply = std::env::temp_dir().join(format!("bench-rate-{}.json", std::process::id()));
+        paths.push(format!("/packages/{}", app.create_package(&reply)?));
+    }
+    for run in 0..RATE_RUNS {
+        for i in 0..apps.len() {
+            let at = (run + i) % apps.len();
+            let app = &apps[at];
+            step(&format!(
+                "request rate {}/{RATE_RUNS}: GET /packages/{{id}} on {} ({RATE_CONNECTIONS} connections, {:?})",
+                run + 1,
+                app.label(),
+                RATE_DURATION
+            ));
+            let r = load::run(
+                app.base.trim_start_matches("http://"),
+                &paths[at],
+                &app.token,
+                RATE_CONNECTIONS,
+                RATE_DURATION,
+            )?;
+            results[at].push(r);
+        }
+    }
+    println!();
+    println!(
+        "GET /packages/{{id}}, {RATE_CONNECTIONS} connections, {RATE_RUNS} runs of {:?} (median run)",
+        RATE_DURATION
+    );
+    println!(
+        "{:<16} {:>9} {:>9} {:>9} {:>9}",
+        "", "req/s", "p50 ms", "p99 ms", "requests"
+    );
+    let mut medians = Vec::new();
+    for (app, mut runs) in apps.iter().zip(results) {
+        runs.sort_by(|a, b| a.per_sec.total_cmp(&b.per_sec));
+        let m = runs.swap_remove(runs.len() / 2);
+        println!(
+            "{:<16} {:>9.0} {:>9.1} {:>9.1} {:>9}",
+            app.label(),
+            m.per_sec,
+            m.p50.as_secs_f64() * 1e3,
+            m.p99.as_secs_f64() * 1e3,
+            m.requests
+        );
+        medians.push(m.per_sec);
+    }
+    if medians.len() == 2 {
+        println!(
+            "req/s {} / {} = {:.2}",
+            apps[0].label(),
+            apps[1].label(),
+            medians[0] / medians[1]
+        );
+    }
+    Ok(())
+}
+
+fn report(
+    size: u64,
+    runs: usize,
+    labels: &[String],
+    samples: &[Vec<Sample>],
+    idle_kib: &[Option<u64>],
+) {
     println!();
     println!(
         "{} MiB file, median of {runs} run(s), MiB/s (client: curl)",
@@ -136,13 +231,13 @@ fn report(size: u64, runs: usize, samples: &[Vec<Sample>], idle_kib: &[Option<u6
         "", "upload", "download", "peak RSS upload", "peak RSS download"
     );
     let mut medians = Vec::new();
-    for (target, runs) in Target::ALL.iter().zip(samples) {
+    for (label, runs) in labels.iter().zip(samples) {
         let up = median(runs.iter().map(|s| s.upload).collect());
         let down = median(runs.iter().map(|s| s.download).collect());
         let rss = |f: fn(&Sample) -> Option<u64>| kib_as_mib(runs.iter().filter_map(f).max());
         println!(
             "{:<16} {:>9.1} {:>9.1} {:>16} {:>18}",
-            target.label(),
+            label,
             mib_per_sec(size, up),
             mib_per_sec(size, down),
             rss(|s| s.upload_rss_kib),
@@ -150,34 +245,53 @@ fn report(size: u64, runs: usize, samples: &[Vec<Sample>], idle_kib: &[Option<u6
         );
         medians.push((up, down));
     }
+    let idle: Vec<String> = labels
+        .iter()
+        .zip(idle_kib)
+        .filter(|(_, k)| k.is_some())
+        .map(|(l, k)| format!("{l} {}", kib_as_mib(*k)))
+        .collect();
     println!(
         "(peak RSS: the harness process's VmHWM during the transfer, max over runs; \
-         idle after start: kv {}, s3 {})",
-        kib_as_mib(idle_kib[0]),
-        kib_as_mib(idle_kib[1])
+         idle after start: {})",
+        idle.join(", ")
     );
     println!();
-    let (direct_up, direct_down) = medians[2];
-    for (name, upload) in [("upload", true), ("download", false)] {
-        for (target, &(up, down)) in Target::ALL[..2].iter().zip(&medians) {
-            // A throughput ratio is the inverse of the time ratio.
-            let ratio = if upload {
-                direct_up.as_secs_f64() / up.as_secs_f64()
-            } else {
-                direct_down.as_secs_f64() / down.as_secs_f64()
-            };
+    let direct = medians.len() - 1;
+    // A throughput ratio is the inverse of the time ratio.
+    let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
+    for (name, pick) in [
+        (
+            "upload",
+            (|m: &(Duration, Duration)| m.0) as fn(&(Duration, Duration)) -> Duration,
+        ),
+        ("download", |m| m.1),
+    ] {
+        for (i, label) in labels[..direct].iter().enumerate() {
             println!(
-                "{name} {} / {} = {ratio:.2}",
-                target.label(),
-                Target::Direct.label()
+                "{name} {label} / {} = {:.2}",
+                labels[direct],
+                ratio(pick(&medians[i]), pick(&medians[direct]))
             );
+        }
+        // Harness against Spin on the same backend (apps come in host pairs).
+        if direct % 2 == 0 && direct >= 2 {
+            for pair in (0..direct).step_by(2) {
+                println!(
+                    "{name} {} / {} = {:.2}",
+                    labels[pair],
+                    labels[pair + 1],
+                    ratio(pick(&medians[pair]), pick(&medians[pair + 1]))
+                );
+            }
         }
     }
 }
 
-/// A running harness serving the app with one backend.
+/// A running host serving the app with one backend.
 struct App {
-    name: &'static str,
+    backend: &'static str,
+    host: Host,
     base: String,
     token: String,
     child: Child,
@@ -187,26 +301,38 @@ impl App {
     fn start(
         root: &Path,
         work: &Workdir,
-        name: &'static str,
+        backend: &'static str,
+        host: Host,
+        bin: &Path,
         token: &str,
         extra: &[(String, String)],
     ) -> Result<App> {
         let port = free_port()?;
+        let name = format!("{backend}-{}", host.label());
         let state = work.path.join(format!("state-{name}"));
         std::fs::create_dir_all(&state)?;
-        let log_path = work.path.join(format!("harness-{name}.log"));
+        // Both hosts need the `blobs` store defined (Spin refuses the app otherwise).
+        let runtime_config = state.join("runtime-config.toml");
+        std::fs::write(
+            &runtime_config,
+            "[key_value_store.blobs]\ntype = \"spin\"\npath = \"blobs.db\"\n",
+        )?;
+        let log_path = work.path.join(format!("host-{name}.log"));
         let log = std::fs::File::create(&log_path)?;
         let token_sha = hex::encode(Sha256::digest(token.as_bytes()));
         let auth = format!(
             r#"[{{"token_sha256":"{token_sha}","principal":"bench","roles":["producer","operator"],"producers":["bench"]}}]"#
         );
-        let harness = root.join("target/debug/harness");
-        let mut cmd = Command::new(&harness);
+        let mut cmd = Command::new(bin);
+        // Its own process group: Spin runs its triggers as child processes.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.current_dir(root)
             .args(["up", "--from", "spin.toml", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--state-dir")
             .arg(&state)
+            .arg("--runtime-config-file")
+            .arg(&runtime_config)
             .args(["--variable", &format!("auth_tokens={auth}")]);
         for (k, v) in extra {
             cmd.args(["--variable", &format!("{k}={v}")]);
@@ -220,9 +346,10 @@ impl App {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", harness.display()))?;
+            .with_context(|| format!("starting {}", bin.display()))?;
         let mut app = App {
-            name,
+            backend,
+            host,
             base: format!("http://127.0.0.1:{port}"),
             token: token.to_string(),
             child,
@@ -231,13 +358,17 @@ impl App {
         Ok(app)
     }
 
+    fn label(&self) -> String {
+        format!("{}-{}", self.backend, self.host.label())
+    }
+
     fn wait_ready(&mut self, log: &Path) -> Result<()> {
         let started = Instant::now();
         while started.elapsed() < START_TIMEOUT {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
                     "the {} app exited ({status}); see {}",
-                    self.name,
+                    self.label(),
                     log.display()
                 );
             }
@@ -260,18 +391,17 @@ impl App {
         }
         bail!(
             "the {} app did not answer /health within {:?}; see {}",
-            self.name,
+            self.label(),
             START_TIMEOUT,
             log.display()
         )
     }
 
-    /// Creates a package, uploads `file` into it, downloads it back.
-    fn transfer(&self, work: &Workdir, file: &Path, sha: &str, size: u64) -> Result<Sample> {
+    /// Creates a package; returns its id.
+    fn create_package(&self, reply: &Path) -> Result<String> {
         let auth = format!("Authorization: Bearer {}", self.token);
-        let reply = work.path.join("reply.json");
         let body = r#"{"name":"bench","producer":"bench","subject":"bench","retention_class":"transient"}"#;
-        let mut create = curl(&reply);
+        let mut create = curl(reply);
         create
             .args(["-X", "POST", "-H", &auth])
             .args([
@@ -281,8 +411,15 @@ impl App {
                 body,
             ])
             .arg(format!("{}/packages", self.base));
-        expect_status(&mut create, "201", &reply, "POST /packages")?;
-        let package = json_id(&reply)?;
+        expect_status(&mut create, "201", reply, "POST /packages")?;
+        json_id(reply)
+    }
+
+    /// Creates a package, uploads `file` into it, downloads it back.
+    fn transfer(&self, work: &Workdir, file: &Path, sha: &str, size: u64) -> Result<Sample> {
+        let auth = format!("Authorization: Bearer {}", self.token);
+        let reply = work.path.join("reply.json");
+        let package = self.create_package(&reply)?;
 
         let mut upload = curl(&reply);
         upload
@@ -318,12 +455,13 @@ impl App {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
     }
 
+    /// Peak RSS since the reset: the harness only (Spin serves from a child process).
     fn peak_rss_kib(&self) -> Option<u64> {
-        self.status_kib("VmHWM:")
+        (self.host == Host::Harness).then(|| self.status_kib("VmHWM:"))?
     }
 
     fn rss_kib(&self) -> Option<u64> {
-        self.status_kib("VmRSS:")
+        (self.host == Host::Harness).then(|| self.status_kib("VmRSS:"))?
     }
 
     /// A `kB` field of `/proc/<pid>/status`.
@@ -338,7 +476,10 @@ impl App {
 
 impl Drop for App {
     fn drop(&mut self) {
-        // Only the process this bench started, by its handle.
+        // Only the process group this bench started (the host and its trigger processes).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -91,20 +91,36 @@ pub fn build_all() -> Result<()> {
     build_harness()
 }
 
-pub fn up(listen: &str, new_token: bool, extra: &[String]) -> Result<()> {
-    build_all()?;
+/// The runtime config `up` passes to either host: it defines the `blobs` store (in
+/// `.spin/blobs.db`) that Spin requires, so both hosts serve the same state.
+pub const LOCAL_RUNTIME_CONFIG: &str = "runtime-config.local.toml";
+
+pub fn up(listen: &str, new_token: bool, extra: &[String], spin: bool) -> Result<()> {
     let root = repo_root();
+    let host = if spin {
+        build_components()?;
+        services::install_spin()?
+            .context("../shared/spin/ is missing: the real Spin CLI comes from there")?
+    } else {
+        build_all()?;
+        root.join("target/debug/harness")
+    };
     let state_dir = root.join(".spin");
     std::fs::create_dir_all(&state_dir)?;
     let auth_tokens = token::local_operator(&state_dir, new_token)?;
-    step(&format!("serving on http://{listen} (Ctrl-C stops)"));
-    let mut cmd = Command::new(root.join("target/debug/harness"));
+    let name = if spin { "Spin" } else { "the harness" };
+    step(&format!(
+        "serving with {name} on http://{listen} (Ctrl-C stops)"
+    ));
+    let mut cmd = Command::new(host);
     cmd.current_dir(&root).args([
         "up",
         "--from",
         "spin.toml",
         "--state-dir",
         ".spin",
+        "--runtime-config-file",
+        LOCAL_RUNTIME_CONFIG,
         "--listen",
         listen,
         "--variable",
@@ -123,8 +139,12 @@ pub fn test(s3: S3Server, cargo_args: &[String]) -> Result<()> {
     // compiled once) before any test runs.
     build_components()?;
     services::ensure_postgres()?;
+    let spin = services::install_spin()?;
+    if spin.is_none() {
+        step("no ../shared/spin/ on this machine: the parity suite (spin_*) will skip");
+    }
     let s3_env = services::start_s3(s3)?;
-    let result = run_tests(s3_env.as_ref(), cargo_args);
+    let result = run_tests(s3_env.as_ref(), spin.as_deref(), cargo_args);
     if let Some(env) = s3_env {
         env.stop_if_started();
     }
@@ -173,9 +193,12 @@ fn check_core_is_pure() -> Result<()> {
     Ok(())
 }
 
-fn run_tests(s3: Option<&S3Env>, cargo_args: &[String]) -> Result<()> {
+fn run_tests(s3: Option<&S3Env>, spin: Option<&Path>, cargo_args: &[String]) -> Result<()> {
     step("running the test suite");
     let mut cmd = cargo();
+    if let Some(bin) = spin {
+        cmd.env("SPIN_BIN", bin);
+    }
     // Every test binary runs even when one fails, so one run shows everything that is red.
     cmd.args(["test", "--no-fail-fast"]);
     for c in TESTED_CRATES {

@@ -5,6 +5,7 @@
 
 mod bench;
 mod build;
+mod load;
 mod services;
 mod token;
 
@@ -39,9 +40,13 @@ enum Command {
         /// Forget the local operator token and print a new one.
         #[arg(long)]
         new_token: bool,
-        /// Extra `name=value` variables passed to the harness.
+        /// Extra `name=value` variables passed to the host.
         #[arg(long = "variable")]
         variables: Vec<String>,
+        /// Serve with the real Spin CLI from `../shared/spin/` instead of the harness (same
+        /// manifest, runtime config and state).
+        #[arg(long)]
+        spin: bool,
     },
     /// Everything CI runs: unit, property, harness and black-box tests on real services.
     Test {
@@ -52,7 +57,8 @@ enum Command {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
-    /// Upload/download throughput through the app (kv, s3) next to direct curl to Ceph.
+    /// Request rate and upload/download throughput through the app (kv, s3) under the
+    /// harness and under real Spin, next to direct curl to Ceph.
     Bench {
         /// Size of the file transferred.
         #[arg(long, default_value_t = 256)]
@@ -76,7 +82,8 @@ fn main() -> Result<()> {
             listen,
             new_token,
             variables,
-        } => build::up(&listen, new_token, &variables),
+            spin,
+        } => build::up(&listen, new_token, &variables, spin),
         Command::Test { s3, cargo_args } => build::test(s3, &cargo_args),
         Command::Bench {
             size_mib,

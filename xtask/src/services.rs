@@ -111,3 +111,30 @@ fn pg_ready() -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// The real Spin CLI (and its trigger-cron plugin) from `../shared/spin/`, installed by its
+/// `install.sh`; `None` when this machine has no such folder.
+pub fn install_spin() -> Result<Option<PathBuf>> {
+    let script = match shared_dir() {
+        Ok(dir) => dir.join("spin/install.sh"),
+        Err(_) => return Ok(None),
+    };
+    if !script.is_file() {
+        return Ok(None);
+    }
+    step("installing the real Spin CLI (../shared/spin/install.sh)");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!("{} failed ({})", script.display(), out.status);
+    }
+    let bin = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("SPIN_BIN="))
+        .map(|b| PathBuf::from(b.trim()))
+        .context("install.sh printed no SPIN_BIN")?;
+    Ok(Some(bin))
+}

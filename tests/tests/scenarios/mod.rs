@@ -1,5 +1,5 @@
 //! Scenarios of the black-box suite. Each takes the deployment shape, starts its own app
-//! and returns an error (with the harness log) when the app misbehaves.
+//! and returns an error (with the host's log) when the app misbehaves.
 
 use anyhow::{Context, Result, ensure};
 use artifact_store_tests::{
@@ -586,24 +586,18 @@ fn count_objects(app: &TestApp) -> Result<usize> {
             Ok(s3::list_keys(&env, &format!("{prefix}sha256/"))?.len())
         }
         Bytes::Kv => {
-            // The harness keeps key-value stores in SQLite; count objects (meta entries).
-            let db = app.state_dir.join("sqlite_key_value.db");
+            // Both hosts keep the `blobs` store in Spin's SQLite format; count objects (meta
+            // entries, not chunks).
+            let db = app.blobs_path();
             let conn = rusqlite::Connection::open(&db)
                 .with_context(|| format!("opening {}", db.display()))?;
-            let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?;
-            let tables: Vec<String> = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            let mut n = 0usize;
-            for t in tables {
-                let q = format!(
-                    "SELECT COUNT(*) FROM \"{t}\" WHERE key LIKE 'sha256/%' AND key NOT LIKE '%/c/%'"
-                );
-                if let Ok(c) = conn.query_row(&q, [], |r| r.get::<_, i64>(0)) {
-                    n += c as usize;
-                }
-            }
-            Ok(n)
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM spin_key_value WHERE store = 'blobs' \
+                 AND key LIKE 'sha256/%' AND key NOT LIKE '%/c/%'",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(n as usize)
         }
     }
 }
