@@ -5,6 +5,11 @@
 //! per-address pool (returned when the guest drops its `connection`), so a request does not pay
 //! for a TCP + startup handshake each time. Values convert by the column's Postgres type; types
 //! without a mapping come back as `unsupported`.
+//!
+//! Known difference from Spin: the harness speaks no TLS to PostgreSQL. `sslmode=require`
+//! fails here; with the default `prefer` the harness connects in plaintext where Spin
+//! negotiates TLS and verifies the server's certificate (and fails on a self-signed one).
+//! Local runs and tests use `sslmode=disable`, which both hosts treat alike.
 
 // The WIT-defined error type is large by design; it is returned as-is to the guest.
 #![allow(clippy::result_large_err)]

@@ -11,9 +11,11 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
 }
 
-/// The URL the app receives in its `postgres_url` variable.
+/// The URL the app receives in its `postgres_url` variable. `sslmode=disable`: the local
+/// server's certificate is a self-signed one Spin's client refuses to verify (Spin then
+/// fails every connection), and the harness speaks no TLS at all.
 pub fn pg_url(db: &str) -> String {
-    format!("postgres://postgres@127.0.0.1:5432/{db}")
+    format!("postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable")
 }
 
 pub async fn create_pg_database() -> Result<String> {
