@@ -286,6 +286,16 @@ pub trait MetadataStore {
     async fn abort_upload(&self, pending_id: &str) -> MetaResult<()>;
     async fn blob_state(&self, backend_id: &str, object_key: &str)
     -> MetaResult<Option<BlobState>>;
+    /// Pins the object at `location` for a pending upload, under the blob's lock, and
+    /// returns the blob's state as found: `Present` (the bytes are there: reference them),
+    /// `None` (absent: write them; the pin keeps sweeps off them) or `Deleting` (a sweep is
+    /// removing them: nothing is pinned, retry later). A sweep never deletes a pinned
+    /// object; the pin ends with the upload's pending row (commit or abort).
+    async fn pin_blob(
+        &self,
+        pending_id: &str,
+        location: &StorageLocation,
+    ) -> MetaResult<Option<BlobState>>;
     /// Fails with `package_finalized`, `duplicate_path` or `not_found` and writes nothing.
     async fn commit_upload(&self, commit: &CommitUpload) -> MetaResult<File>;
     /// Files sorted by `relative_path`, with their locations.

@@ -6,8 +6,8 @@
 //! 2. stream the body to `<prefix>staging/<upload_id>` while the backend hashes and counts
 //!    (413 past `max_file_bytes`);
 //! 3. check the expected digest (422 `digest_mismatch`);
-//! 4. dedupe or promote to the content-addressed key (503 while those bytes are being
-//!    deleted by a sweep);
+//! 4. pin the content-addressed key (no sweep deletes it until the commit), then dedupe or
+//!    promote to it (503 while those bytes are being deleted by a sweep);
 //! 5. commit file, location, blob and audit event in one transaction.
 //!
 //! On any failure the staging object is deleted and the pending upload forgotten, so
@@ -248,12 +248,13 @@ async fn stage_and_commit(
             ),
         ));
     }
-    let object_key = backend.object_key(&receipt.sha256);
-    match ctx
-        .meta
-        .blob_state(backend.backend_id(), &object_key)
-        .await?
-    {
+    let location = StorageLocation {
+        backend_id: backend.backend_id().to_string(),
+        object_key: backend.object_key(&receipt.sha256),
+    };
+    // The pin keeps sweeps off the object from here to the commit, so the decision below
+    // cannot be overtaken by a deletion.
+    match ctx.meta.pin_blob(&pending.id, &location).await? {
         Some(BlobState::Present) => {} // the same bytes are already stored: dedupe
         Some(BlobState::Deleting) => {
             return Err(ApiError::new(
@@ -261,7 +262,11 @@ async fn stage_and_commit(
                 "the same bytes are being deleted right now; retry shortly",
             ));
         }
-        None => backend.copy(&pending.staging_key, &object_key).await?,
+        None => {
+            backend
+                .copy(&pending.staging_key, &location.object_key)
+                .await?
+        }
     }
     let file = File {
         id: uuid::Uuid::now_v7().to_string(),
@@ -277,10 +282,7 @@ async fn stage_and_commit(
         .commit_upload(&CommitUpload {
             pending_id: pending.id.clone(),
             file,
-            location: StorageLocation {
-                backend_id: backend.backend_id().to_string(),
-                object_key,
-            },
+            location,
             actor: ctx.principal.name.clone(),
         })
         .await?;

@@ -19,6 +19,15 @@ fn duplicate_path(path: &str) -> artifact_store_core::ports::MetadataError {
     )
 }
 
+/// The pending upload (and its pin) was removed, by the orphan sweep or its package's
+/// deletion: the upload must start again.
+fn upload_gone(pending_id: &str) -> artifact_store_core::ports::MetadataError {
+    domain(
+        ErrorCode::BackendUnavailable,
+        format!("upload {pending_id} expired before it committed; upload the file again"),
+    )
+}
+
 impl<C: SqlConn> SqlStore<C> {
     pub(crate) async fn begin_upload_impl(&self, p: &PendingUpload) -> MetaResult<()> {
         let started = time::truncate(p.started_at);
@@ -64,6 +73,55 @@ impl<C: SqlConn> SqlStore<C> {
             _ => Err(rows::corrupt("blob state")),
         })
         .transpose()
+    }
+
+    pub(crate) async fn pin_blob_impl(
+        &self,
+        pending_id: &str,
+        location: &StorageLocation,
+    ) -> MetaResult<Option<BlobState>> {
+        let sql = format!(
+            "SELECT state FROM blobs WHERE backend_id = ? AND object_key = ?{}",
+            self.dialect().row_lock()
+        );
+        self.write_tx(async || {
+            // The blob's row lock (Postgres; SQLite serializes write transactions) orders
+            // this pin against a sweep's `objects_to_delete`, which takes the same lock
+            // before it looks for references: one of the two sees the other.
+            let state = self
+                .first_row(
+                    &sql,
+                    &[
+                        location.backend_id.as_str().into(),
+                        location.object_key.as_str().into(),
+                    ],
+                )
+                .await?
+                .map(|r| match Cols::new(&r).text()?.as_str() {
+                    "present" => Ok(BlobState::Present),
+                    "deleting" => Ok(BlobState::Deleting),
+                    _ => Err(rows::corrupt("blob state")),
+                })
+                .transpose()?;
+            if state == Some(BlobState::Deleting) {
+                return Ok(state);
+            }
+            let pinned = self
+                .exec(
+                    "UPDATE pending_uploads SET object_key = ? WHERE id = ? AND backend_id = ?",
+                    &[
+                        location.object_key.as_str().into(),
+                        pending_id.into(),
+                        location.backend_id.as_str().into(),
+                    ],
+                )
+                .await?;
+            if pinned != 1 {
+                return Err(upload_gone(pending_id));
+            }
+            Ok(state)
+        })
+        .await
     }
 
     pub(crate) async fn commit_upload_impl(&self, commit: &CommitUpload) -> MetaResult<File> {
@@ -157,11 +215,18 @@ impl<C: SqlConn> SqlStore<C> {
                 &[file.size_bytes.into(), file.package_id.as_str().into()],
             )
             .await?;
-            self.exec(
-                "DELETE FROM pending_uploads WHERE id = ?",
-                &[commit.pending_id.as_str().into()],
-            )
-            .await?;
+            // The pending row carries the pin on the object: it must still be there (an
+            // orphan sweep removes uploads older than its grace period), and it goes in the
+            // same transaction that makes the file reference the object.
+            let unpinned = self
+                .exec(
+                    "DELETE FROM pending_uploads WHERE id = ?",
+                    &[commit.pending_id.as_str().into()],
+                )
+                .await?;
+            if unpinned != 1 {
+                return Err(upload_gone(&commit.pending_id));
+            }
             self.append_audit_in_tx(
                 AuditDraft {
                     event_type: AuditEventType::FileUploaded,

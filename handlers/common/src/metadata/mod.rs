@@ -117,6 +117,14 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
         self.blob_state_impl(backend_id, object_key).await
     }
 
+    async fn pin_blob(
+        &self,
+        pending_id: &str,
+        location: &StorageLocation,
+    ) -> MetaResult<Option<BlobState>> {
+        self.pin_blob_impl(pending_id, location).await
+    }
+
     async fn commit_upload(&self, commit: &CommitUpload) -> MetaResult<File> {
         self.commit_upload_impl(commit).await
     }

@@ -171,31 +171,41 @@ impl<C: SqlConn> SqlStore<C> {
                 &[package_id.into()],
             )
             .await?;
-            let sql = format!(
-                "SELECT DISTINCT l.backend_id, l.object_key FROM artifact_files f \
-                 JOIN storage_locations l ON l.file_id = f.id \
-                 WHERE f.package_id = ? AND f.deleted_at IS NULL AND NOT EXISTS ( \
-                   SELECT 1 FROM storage_locations l2 \
-                   JOIN artifact_files f2 ON f2.id = l2.file_id \
-                   JOIN artifact_packages q ON q.id = f2.package_id \
-                   WHERE l2.backend_id = l.backend_id AND l2.object_key = l.object_key \
-                   AND f2.package_id <> f.package_id AND f2.deleted_at IS NULL \
-                   AND {LIVE_PACKAGE}) \
-                 ORDER BY l.backend_id, l.object_key"
+            // The package's objects, each blob row locked (Postgres; in key order, so two
+            // sweeps never deadlock) before references are counted: an upload pins or
+            // commits under the same lock, so either its pin or file row is visible to the
+            // reference check below, or it finds the blob `deleting` and does not use it.
+            let mine = self
+                .rows(
+                    "SELECT DISTINCT l.backend_id, l.object_key FROM artifact_files f \
+                     JOIN storage_locations l ON l.file_id = f.id \
+                     WHERE f.package_id = ? AND f.deleted_at IS NULL \
+                     ORDER BY l.backend_id, l.object_key",
+                    &[package_id.into()],
+                )
+                .await?;
+            let lock_blob = format!(
+                "SELECT 1 FROM blobs WHERE backend_id = ? AND object_key = ?{}",
+                self.dialect().row_lock()
             );
             let mut out = Vec::new();
-            for row in self.rows(&sql, &[package_id.into()]).await? {
-                let mut c = Cols::new(&row);
+            for row in &mine {
+                let mut c = Cols::new(row);
                 let location = StorageLocation {
                     backend_id: c.text()?,
                     object_key: c.text()?,
                 };
+                let key = [
+                    location.backend_id.as_str().into(),
+                    location.object_key.as_str().into(),
+                ];
+                self.first_row(&lock_blob, &key).await?;
+                if self.still_referenced(package_id, &location).await? {
+                    continue;
+                }
                 self.exec(
                     "UPDATE blobs SET state = 'deleting' WHERE backend_id = ? AND object_key = ?",
-                    &[
-                        location.backend_id.as_str().into(),
-                        location.object_key.as_str().into(),
-                    ],
+                    &key,
                 )
                 .await?;
                 out.push(location);
@@ -203,6 +213,39 @@ impl<C: SqlConn> SqlStore<C> {
             Ok(out)
         })
         .await
+    }
+
+    /// Whether anything but `package_id` needs the object: a live file of another package,
+    /// or another package's upload that pinned it. Call it with the blob row locked.
+    async fn still_referenced(
+        &self,
+        package_id: &str,
+        location: &StorageLocation,
+    ) -> MetaResult<bool> {
+        let sql = format!(
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM storage_locations l2 \
+             JOIN artifact_files f2 ON f2.id = l2.file_id \
+             JOIN artifact_packages q ON q.id = f2.package_id \
+             WHERE l2.backend_id = ? AND l2.object_key = ? \
+             AND f2.package_id <> ? AND f2.deleted_at IS NULL AND {LIVE_PACKAGE}) \
+             OR EXISTS (SELECT 1 FROM pending_uploads pu \
+             WHERE pu.backend_id = ? AND pu.object_key = ? AND pu.package_id <> ?)"
+        );
+        let (b, k) = (location.backend_id.as_str(), location.object_key.as_str());
+        let row = self
+            .first_row(
+                &sql,
+                &[
+                    b.into(),
+                    k.into(),
+                    package_id.into(),
+                    b.into(),
+                    k.into(),
+                    package_id.into(),
+                ],
+            )
+            .await?;
+        Ok(row.is_some())
     }
 
     pub(crate) async fn forget_blob_impl(&self, location: &StorageLocation) -> MetaResult<()> {

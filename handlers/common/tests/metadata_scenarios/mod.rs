@@ -79,6 +79,15 @@ pub async fn upload<M: MetadataStore>(
         started_at: t(10),
     };
     store.begin_upload(&pending).await?;
+    // As the ingest flow does: pin the object before relying on it.
+    if store.pin_blob(&pending.id, &location(digest)).await? == Some(BlobState::Deleting) {
+        return Err(MetadataError::Domain(
+            artifact_store_core::error::DomainError::new(
+                ErrorCode::BackendUnavailable,
+                "being deleted",
+            ),
+        ));
+    }
     store
         .commit_upload(&CommitUpload {
             pending_id: pending.id.clone(),
@@ -141,7 +150,12 @@ pub async fn migrations_are_idempotent<H: Harness>(h: &H) {
     s.ensure_migrated().await.unwrap();
     s.migrate().await.unwrap();
     s.health().await.unwrap();
-    assert_eq!(count(&s, "SELECT COUNT(*) FROM schema_migrations").await, 1);
+    let compiled = artifact_store_core::migrate::SQLITE.len();
+    assert_eq!(compiled, artifact_store_core::migrate::POSTGRES.len());
+    assert_eq!(
+        count(&s, "SELECT COUNT(*) FROM schema_migrations").await,
+        compiled as i64
+    );
 }
 
 /// Two first requests on a new database migrate at once: both succeed, each migration
@@ -836,6 +850,130 @@ pub async fn abandoned_open_packages_and_stale_uploads<H: Harness>(h: &H) {
     );
 }
 
+/// An upload's pin keeps a sweep off the object it dedupes against, whichever comes
+/// first; a commit whose pending row (and pin) is gone is refused.
+pub async fn pins_keep_sweeps_off_objects<H: Harness>(h: &H) {
+    let s = h.connect().await;
+    let after_expiry = t(0) + chrono::TimeDelta::days(8);
+    let pending = |package_id: &str| PendingUpload {
+        id: id(),
+        package_id: package_id.into(),
+        backend_id: "kv".into(),
+        staging_key: format!("staging/{}", id()),
+        started_at: t(10),
+    };
+    let commit = |p: &PendingUpload, d: &str| CommitUpload {
+        pending_id: p.id.clone(),
+        file: File {
+            id: id(),
+            package_id: p.package_id.clone(),
+            relative_path: format!("f-{}", id()),
+            media_type: "application/octet-stream".into(),
+            size_bytes: 4,
+            sha256: d.into(),
+            created_at: t(11),
+        },
+        location: location(d),
+        actor: "ci-bot".into(),
+    };
+    let expired = |n: u8| {
+        let s = &s;
+        async move {
+            let p = s
+                .create_package(new_package("alpha", RetentionClass::Transient, t(0)))
+                .await
+                .unwrap();
+            upload(s, &p.id, "b.bin", &digest(n), 4).await.unwrap();
+            s.finalize_package(&p.id, "ci-bot", t(1)).await.unwrap();
+            p
+        }
+    };
+    // Created at the sweeps' `now`, so it is neither expired nor abandoned.
+    let fresh = s
+        .create_package(new_package(
+            "beta",
+            RetentionClass::RawEvidence,
+            after_expiry,
+        ))
+        .await
+        .unwrap();
+
+    // The upload pins first: the sweep keeps the object, the commit references it.
+    let old = expired(5).await;
+    let up = pending(&fresh.id);
+    s.begin_upload(&up).await.unwrap();
+    assert_eq!(
+        s.pin_blob(&up.id, &location(&digest(5))).await.unwrap(),
+        Some(BlobState::Present)
+    );
+    assert_eq!(
+        s.claim_for_deletion(after_expiry, 86_400, 10, 600, "sw")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.objects_to_delete(&old.id).await.unwrap(),
+        vec![],
+        "a pinned object is not deleted"
+    );
+    s.commit_upload(&commit(&up, &digest(5))).await.unwrap();
+    s.complete_deletion(&old.id, "sw", after_expiry)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.blob_state("kv", &location(&digest(5)).object_key)
+            .await
+            .unwrap(),
+        Some(BlobState::Present)
+    );
+
+    // The sweep marks first: the pin reports `deleting` and pins nothing.
+    let old = expired(6).await;
+    s.claim_for_deletion(after_expiry, 86_400, 10, 600, "sw")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.objects_to_delete(&old.id).await.unwrap(),
+        vec![location(&digest(6))]
+    );
+    let late = pending(&fresh.id);
+    s.begin_upload(&late).await.unwrap();
+    assert_eq!(
+        s.pin_blob(&late.id, &location(&digest(6))).await.unwrap(),
+        Some(BlobState::Deleting)
+    );
+    assert_eq!(
+        count(
+            &s,
+            "SELECT COUNT(*) FROM pending_uploads WHERE object_key IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    s.forget_blob(&location(&digest(6))).await.unwrap();
+    s.complete_deletion(&old.id, "sw", after_expiry)
+        .await
+        .unwrap();
+    // Once the bytes are gone, the next pin finds nothing: the upload writes them anew.
+    assert_eq!(
+        s.pin_blob(&late.id, &location(&digest(6))).await.unwrap(),
+        None
+    );
+
+    // A pending row removed meanwhile (the orphan sweep): pin and commit are refused.
+    s.abort_upload(&late.id).await.unwrap();
+    assert_eq!(
+        code(s.pin_blob(&late.id, &location(&digest(6))).await),
+        ErrorCode::BackendUnavailable
+    );
+    assert_eq!(
+        code(s.commit_upload(&commit(&late, &digest(6))).await),
+        ErrorCode::BackendUnavailable
+    );
+}
+
 /// Every scenario, each on a fresh database made by `fresh`.
 #[macro_export]
 macro_rules! metadata_scenarios {
@@ -863,5 +1001,6 @@ macro_rules! metadata_scenarios {
         scenario!(concurrent_claims_never_overlap);
         scenario!(deletion_flow_keeps_shared_objects);
         scenario!(abandoned_open_packages_and_stale_uploads);
+        scenario!(pins_keep_sweeps_off_objects);
     };
 }
