@@ -200,7 +200,8 @@ pub enum BlobState {
 }
 
 /// The last step of an upload: one transaction writes the file, its location, the blob
-/// reference and the `file_uploaded` audit event, and forgets the pending upload.
+/// reference and the `file_uploaded` audit event, and ends the pending upload's pin (the
+/// pending row itself stays until its staging bytes are deleted: `abort_upload`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitUpload {
     pub pending_id: String,
@@ -282,7 +283,7 @@ pub trait MetadataStore {
 
     // files
     async fn begin_upload(&self, pending: &PendingUpload) -> MetaResult<()>;
-    /// Forgets a pending upload whose bytes were removed.
+    /// Forgets a pending upload (committed or not) whose staging bytes were removed.
     async fn abort_upload(&self, pending_id: &str) -> MetaResult<()>;
     async fn blob_state(&self, backend_id: &str, object_key: &str)
     -> MetaResult<Option<BlobState>>;

@@ -7,7 +7,6 @@ use futures::StreamExt;
 use harness::{App, AppOptions};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// One compile cache for all tests, so each component is compiled once per run.

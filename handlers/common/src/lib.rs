@@ -15,4 +15,5 @@ pub mod range;
 pub mod request;
 pub mod storage;
 pub mod sweep;
+pub mod upload;
 pub mod verify;

@@ -1,34 +1,23 @@
 //! `POST /packages/{id}/files` (multipart), `PUT /packages/{id}/files/{relative_path}` (raw
 //! body), `POST /packages/{id}/finalize`.
 //!
-//! The upload protocol (BRIEF), the same for both forms and both backends:
-//! 1. record a pending upload (so a crash leaves a trace for the orphan sweep);
-//! 2. stream the body to `<prefix>staging/<upload_id>` while the backend hashes and counts
-//!    (413 past `max_file_bytes`);
-//! 3. check the expected digest (422 `digest_mismatch`);
-//! 4. pin the content-addressed key (no sweep deletes it until the commit), then dedupe or
-//!    promote to it (503 while those bytes are being deleted by a sweep);
-//! 5. commit file, location, blob and audit event in one transaction.
-//!
-//! On any failure the staging object is deleted and the pending upload forgotten, so
-//! nothing is kept; on success the staging object is deleted too (best effort; the orphan
-//! sweep catches leftovers).
+//! This module reads requests and checks them before any byte moves; the upload protocol
+//! itself (stage, verify, pin, dedupe or promote, commit) is `crate::upload`.
 
 use artifact_store_core::error::ErrorCode;
-use artifact_store_core::model::{File, StorageLocation};
-use artifact_store_core::ports::{
-    BlobState, ByteStream, CommitUpload, MetadataStore, ObjectStore, PendingUpload, PutMetadata,
-};
+use artifact_store_core::model::File;
+use artifact_store_core::ports::MetadataStore;
 use artifact_store_core::{state, time, validate};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
 use super::{Ctx, no_route, serve};
 use crate::auth;
-use crate::body::{Limited, Reply};
+use crate::body::Reply;
 use crate::multipart::{MultipartReader, boundary_from_content_type};
-use crate::problem::{ApiError, log_error};
+use crate::problem::ApiError;
 use crate::request::{Request, percent_decode};
 use crate::storage::{Backend, Backends};
+use crate::upload::{self, Upload};
 
 /// Multipart framing allowed on top of `max_file_bytes` before `Content-Length` alone
 /// rejects a multipart upload.
@@ -53,14 +42,6 @@ async fn route(mut req: Request) -> Result<Reply, ApiError> {
         (_, ["packages", _, "files", _, ..]) => Err(no_route(true, &["PUT"])),
         _ => Err(no_route(false, &[])),
     }
-}
-
-/// What an upload writes, before its bytes are seen.
-struct UploadRequest {
-    package_id: String,
-    relative_path: String,
-    media_type: String,
-    expected_sha256: Option<String>,
 }
 
 /// The file's `relative_path` from a `PUT` URL: everything after `/files/`, decoded once.
@@ -94,15 +75,18 @@ async fn upload_raw(req: &mut Request, id: &str) -> Result<Reply, ApiError> {
         return Err(too_large(ctx.config.max_file_bytes));
     }
     let backends = Backends::from_config(&ctx.config)?;
-    let upload = UploadRequest {
-        package_id: id.to_string(),
+    check_package(&ctx, id).await?;
+    let backend = backends.default_backend();
+    let upload = new_upload(
+        &ctx,
+        backend,
+        id,
         relative_path,
         media_type,
         expected_sha256,
-    };
-    check_package(&ctx, id).await?;
+    );
     let mut body = req.body()?;
-    let file = store_file(&ctx, backends.default_backend(), &upload, &mut body).await?;
+    let file = upload::store_file(&ctx.meta, backend, &upload, &mut body).await?;
     Ok(created(file))
 }
 
@@ -155,15 +139,37 @@ async fn upload_multipart(req: &mut Request, id: &str) -> Result<Reply, ApiError
         .filter(|s| !s.trim().is_empty())
         .map(validate::sha256_hex)
         .transpose()?;
-    let upload = UploadRequest {
-        package_id: id.to_string(),
+    let backend = backends.default_backend();
+    let upload = new_upload(
+        &ctx,
+        backend,
+        id,
         relative_path,
         media_type,
         expected_sha256,
-    };
+    );
     let mut body = parts.part_stream();
-    let file = store_file(&ctx, backends.default_backend(), &upload, &mut body).await?;
+    let file = upload::store_file(&ctx.meta, backend, &upload, &mut body).await?;
     Ok(created(file))
+}
+
+fn new_upload(
+    ctx: &Ctx,
+    backend: &Backend,
+    package_id: &str,
+    relative_path: String,
+    media_type: String,
+    expected_sha256: Option<String>,
+) -> Upload {
+    Upload {
+        package_id: package_id.to_string(),
+        relative_path,
+        media_type,
+        expected_sha256,
+        actor: ctx.principal.name.clone(),
+        max_bytes: ctx.config.max_file_bytes,
+        key_prefix: backend.key_prefix().to_string(),
+    }
 }
 
 fn created(file: File) -> Reply {
@@ -176,117 +182,6 @@ async fn check_package(ctx: &Ctx, id: &str) -> Result<(), ApiError> {
     auth::require_write(&ctx.principal, &package.producer)?;
     state::check_upload(package.status)?;
     Ok(())
-}
-
-async fn store_file(
-    ctx: &Ctx,
-    backend: &Backend,
-    upload: &UploadRequest,
-    body: &mut impl ByteStream,
-) -> Result<File, ApiError> {
-    let upload_id = uuid::Uuid::now_v7().to_string();
-    let pending = PendingUpload {
-        staging_key: backend.staging_key(&upload_id),
-        id: upload_id,
-        package_id: upload.package_id.clone(),
-        backend_id: backend.backend_id().to_string(),
-        started_at: time::now(),
-    };
-    ctx.meta.begin_upload(&pending).await?;
-    let result = stage_and_commit(ctx, backend, upload, &pending, body).await;
-    let staging_deleted = match backend.delete(&pending.staging_key).await {
-        Ok(()) => true,
-        Err(e) => {
-            log_error(
-                "upload",
-                &format!("staging {} not deleted: {e}", pending.staging_key),
-            );
-            false
-        }
-    };
-    // A failed upload is forgotten only once its staging bytes are gone; otherwise the
-    // pending row stays for the orphan sweep to retry (e.g. the backend was down).
-    if result.is_err()
-        && staging_deleted
-        && let Err(e) = ctx.meta.abort_upload(&pending.id).await
-    {
-        log_error(
-            "upload",
-            &format!("pending upload {} not forgotten: {e}", pending.id),
-        );
-    }
-    result
-}
-
-async fn stage_and_commit(
-    ctx: &Ctx,
-    backend: &Backend,
-    upload: &UploadRequest,
-    pending: &PendingUpload,
-    body: &mut impl ByteStream,
-) -> Result<File, ApiError> {
-    let max_bytes = ctx.config.max_file_bytes;
-    let mut limited = Limited::new(body, max_bytes);
-    let receipt = backend
-        .put(
-            &pending.staging_key,
-            &mut limited,
-            &PutMetadata {
-                media_type: upload.media_type.clone(),
-                max_bytes,
-            },
-        )
-        .await?;
-    if let Some(expected) = &upload.expected_sha256
-        && *expected != receipt.sha256
-    {
-        return Err(ApiError::new(
-            ErrorCode::DigestMismatch,
-            format!(
-                "the body's sha256 is {}, not the expected {expected}",
-                receipt.sha256
-            ),
-        ));
-    }
-    let location = StorageLocation {
-        backend_id: backend.backend_id().to_string(),
-        object_key: backend.object_key(&receipt.sha256),
-    };
-    // The pin keeps sweeps off the object from here to the commit, so the decision below
-    // cannot be overtaken by a deletion.
-    match ctx.meta.pin_blob(&pending.id, &location).await? {
-        Some(BlobState::Present) => {} // the same bytes are already stored: dedupe
-        Some(BlobState::Deleting) => {
-            return Err(ApiError::new(
-                ErrorCode::BackendUnavailable,
-                "the same bytes are being deleted right now; retry shortly",
-            ));
-        }
-        None => {
-            backend
-                .copy(&pending.staging_key, &location.object_key)
-                .await?
-        }
-    }
-    let file = File {
-        id: uuid::Uuid::now_v7().to_string(),
-        package_id: upload.package_id.clone(),
-        relative_path: upload.relative_path.clone(),
-        media_type: upload.media_type.clone(),
-        size_bytes: receipt.size_bytes,
-        sha256: receipt.sha256,
-        created_at: time::now(),
-    };
-    let committed = ctx
-        .meta
-        .commit_upload(&CommitUpload {
-            pending_id: pending.id.clone(),
-            file,
-            location,
-            actor: ctx.principal.name.clone(),
-        })
-        .await?;
-    Ok(committed)
 }
 
 async fn finalize(req: &Request, id: &str) -> Result<Reply, ApiError> {

@@ -147,7 +147,8 @@ impl SqlError {
 /// on the same connection.
 pub trait SqlConn {
     fn dialect(&self) -> Dialect;
-    /// Runs one statement; returns the number of rows it changed (0 when unknown).
+    /// Runs one statement; returns the number of rows it changed (the store relies on the
+    /// count, e.g. to see that an upload's pending row still exists).
     async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<u64, SqlError>;
     /// Runs one statement and returns its rows.
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, SqlError>;

@@ -216,11 +216,13 @@ impl<C: SqlConn> SqlStore<C> {
             )
             .await?;
             // The pending row carries the pin on the object: it must still be there (an
-            // orphan sweep removes uploads older than its grace period), and it goes in the
-            // same transaction that makes the file reference the object.
+            // orphan sweep removes uploads older than its grace period), and the pin ends in
+            // the same transaction that makes the file reference the object. The row itself
+            // stays until the staging bytes are gone (`abort_upload`), so a staging object
+            // whose deletion fails is still known to the orphan sweep.
             let unpinned = self
                 .exec(
-                    "DELETE FROM pending_uploads WHERE id = ?",
+                    "UPDATE pending_uploads SET object_key = NULL WHERE id = ?",
                     &[commit.pending_id.as_str().into()],
                 )
                 .await?;

@@ -291,11 +291,8 @@ impl<C: SqlConn> SqlStore<C> {
                 &[ts(now), package_id.into()],
             )
             .await?;
-            self.exec(
-                "DELETE FROM pending_uploads WHERE package_id = ?",
-                &[package_id.into()],
-            )
-            .await?;
+            // Pending uploads of the package stay: their staging bytes may still exist,
+            // and only the orphan sweep (which deletes those first) may forget them.
             self.insert_retention_event(
                 package_id,
                 RetentionEventType::Deleted,

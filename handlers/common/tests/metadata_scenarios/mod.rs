@@ -88,7 +88,7 @@ pub async fn upload<M: MetadataStore>(
             ),
         ));
     }
-    store
+    let file = store
         .commit_upload(&CommitUpload {
             pending_id: pending.id.clone(),
             file: File {
@@ -103,7 +103,10 @@ pub async fn upload<M: MetadataStore>(
             location: location(digest),
             actor: "ci-bot".into(),
         })
-        .await
+        .await?;
+    // The staging bytes are gone: forget the upload, as the flow does.
+    store.abort_upload(&pending.id).await?;
+    Ok(file)
 }
 
 fn location(digest: &str) -> StorageLocation {
@@ -124,7 +127,7 @@ async fn count<C: SqlConn>(store: &SqlStore<C>, sql: &str) -> i64 {
     }
 }
 
-async fn verify<M: MetadataStore>(store: &M) -> artifact_store_core::audit::VerifyReport {
+pub async fn verify<M: MetadataStore>(store: &M) -> artifact_store_core::audit::VerifyReport {
     let mut v = ChainVerifier::new();
     loop {
         let batch = store.audit_range(v.last_seq(), 3).await.unwrap();

@@ -84,15 +84,22 @@ impl Drop for SqliteDb {
     }
 }
 
-impl super::Harness for SqliteDb {
-    type Conn = RusqliteConn;
-
-    async fn connect(&self) -> SqlStore<RusqliteConn> {
+impl SqliteDb {
+    /// A new connection to this database, without the store around it.
+    pub fn raw_conn(&self) -> RusqliteConn {
         let conn = rusqlite::Connection::open(&self.path).expect("open sqlite file");
         // Spin's SQLite waits on a locked database too; without it a second writer fails.
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .unwrap();
-        SqlStore::new(RusqliteConn(conn))
+        RusqliteConn(conn)
+    }
+}
+
+impl super::Harness for SqliteDb {
+    type Conn = RusqliteConn;
+
+    async fn connect(&self) -> SqlStore<RusqliteConn> {
+        SqlStore::new(self.raw_conn())
     }
 }
 
