@@ -8,7 +8,7 @@
 //! connection (WAL, busy timeout) and every call runs on the blocking pool.
 
 use crate::bindings::fermyon::spin::key_value::{self, Error};
-use crate::runtime_config::Location;
+use crate::runtime_config::{Location, resolve_labels};
 use crate::sqlite::Db;
 use crate::state::HostState;
 use anyhow::{Result, bail};
@@ -38,14 +38,10 @@ impl KvBackend {
         configured: &BTreeMap<String, Location>,
         uses: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self> {
-        let mut locations = configured.clone();
-        locations
-            .entry("default".into())
-            .or_insert_with(|| Location::File(state_dir.join("sqlite_key_value.db")));
-        for (component, label) in uses {
-            if !locations.contains_key(label) {
-                bail!("unknown key_value_stores label {label:?} for component {component:?}");
-            }
+        let (locations, undefined) =
+            resolve_labels(configured, state_dir.join("sqlite_key_value.db"), uses);
+        if let Some((component, label)) = undefined.first() {
+            bail!("unknown key_value_stores label {label:?} for component {component:?}");
         }
         let mut stores = BTreeMap::new();
         for (label, location) in &locations {

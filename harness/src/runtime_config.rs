@@ -164,6 +164,25 @@ impl RuntimeConfig {
     }
 }
 
+/// The stores of one kind a component may open: the runtime config's, plus `default` at
+/// `default_file` unless the config moves it. Returns them with the (component, label)
+/// uses that name none of them, for the caller to refuse with Spin's message.
+pub fn resolve_labels<'a>(
+    configured: &BTreeMap<String, Location>,
+    default_file: PathBuf,
+    uses: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> (BTreeMap<String, Location>, Vec<(&'a str, &'a str)>) {
+    let mut locations = configured.clone();
+    locations
+        .entry("default".into())
+        .or_insert(Location::File(default_file));
+    let undefined = uses
+        .into_iter()
+        .filter(|(_, label)| !locations.contains_key(*label))
+        .collect();
+    (locations, undefined)
+}
+
 /// `KEY=value` lines; blank lines and `#` comments skipped, surrounding quotes removed.
 pub fn read_dotenv(path: &Path) -> Result<HashMap<String, String>> {
     let text = match std::fs::read_to_string(path) {

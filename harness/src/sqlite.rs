@@ -7,7 +7,7 @@
 //! Files use WAL so readers do not block the writer.
 
 use crate::bindings::spin::sqlite::sqlite::{self, Error, QueryResult, RowResult, Value};
-use crate::runtime_config::Location;
+use crate::runtime_config::{Location, resolve_labels};
 use crate::state::HostState;
 use anyhow::{Context, Result, bail};
 use rusqlite::types::ValueRef;
@@ -66,13 +66,10 @@ impl SqliteDatabases {
         configured: &BTreeMap<String, Location>,
         uses: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self> {
-        let mut locations = configured.clone();
-        locations
-            .entry("default".into())
-            .or_insert_with(|| Location::File(state_dir.join("sqlite_db.db")));
-        let undefined: Vec<String> = uses
-            .into_iter()
-            .filter(|(_, label)| !locations.contains_key(*label))
+        let (locations, undefined) =
+            resolve_labels(configured, state_dir.join("sqlite_db.db"), uses);
+        let undefined: Vec<String> = undefined
+            .iter()
             .map(|(c, label)| format!("- Component {c} uses database '{label}'"))
             .collect();
         if !undefined.is_empty() {

@@ -176,18 +176,7 @@ fn install_spin() -> Result<Option<PathBuf>> {
     if !script.exists() {
         return Ok(None);
     }
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = services::run_shared_script(&script)?;
     let bin = text
         .lines()
         .find_map(|l| l.strip_prefix("SPIN_BIN="))

@@ -100,19 +100,7 @@ fn load_s3_env() -> Result<S3Env> {
             region,
         });
     }
-    let script = crate::repo_root().join("../shared/s3/start-ceph.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = run_shared_script(&crate::repo_root().join("../shared/s3/start-ceph.sh"))?;
     let get = |k: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{k}=")).map(str::to_string))
@@ -125,4 +113,20 @@ fn load_s3_env() -> Result<S3Env> {
         bucket: get("S3_BUCKET")?,
         region: get("S3_REGION")?,
     })
+}
+
+/// Runs one of `../shared`'s set-up scripts (they print `NAME=value` lines on stdout).
+pub fn run_shared_script(script: &std::path::Path) -> Result<String> {
+    let out = Command::new("bash")
+        .arg(script)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
