@@ -37,8 +37,16 @@ pub struct Router {
     base: String,
 }
 
+/// Splits a path into segments as Spin 3.5's router does (checked against it): slashes at
+/// either end are dropped, empty segments inside count (`/items//parts/7` has an empty
+/// `:id`; `/items/5//parts/7` has five segments).
 fn split(path: &str) -> Vec<&str> {
-    path.split('/').filter(|s| !s.is_empty()).collect()
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        Vec::new()
+    } else {
+        trimmed.split('/').collect()
+    }
 }
 
 impl RouteEntry {

@@ -257,6 +257,12 @@ pub async fn bad_inputs_store_nothing(cfg: Config) -> Result<()> {
         got.0 == 422 || got.0 == 404,
         "raw dot segments never store: {got:?}"
     );
+    // An empty segment before `files` matches no route (as on Spin), so nothing is
+    // stored under a guessed path.
+    let got = app
+        .raw_request("PUT", &format!("/packages/{pid}//files/x"), &p, b"x")
+        .await?;
+    ensure!(got.0 == 404, "an empty segment before files: {got:?}");
     let before = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
 
     // Digest mismatch: 422 and nothing kept.

@@ -44,9 +44,22 @@ async fn route(mut req: Request) -> Result<Reply, ApiError> {
     }
 }
 
-/// The file's `relative_path` from a `PUT` URL: everything after `/files/`, decoded once.
+/// The file's `relative_path` from a `PUT` URL: everything after `/packages/<id>/files/`,
+/// decoded once. Any other shape (`/packages/<id>//files/x`) is refused, never guessed at.
 pub fn relative_path_from_url(path: &str) -> Result<String, ApiError> {
-    let rest = path.splitn(5, '/').nth(4).unwrap_or("");
+    let mut parts = path.splitn(5, '/');
+    let shape = (parts.next(), parts.next(), parts.next(), parts.next());
+    let rest = match shape {
+        (Some(""), Some("packages"), Some(id), Some("files")) if !id.is_empty() => {
+            parts.next().unwrap_or("")
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPath,
+                "the URL must be /packages/{id}/files/{relative_path}",
+            ));
+        }
+    };
     let decoded = percent_decode(rest, false)
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidPath, "relative_path is not valid UTF-8"))?;
     validate::relative_path(&decoded)?;
@@ -210,6 +223,8 @@ mod tests {
             "a/b"
         );
         for bad in [
+            "/packages/p1//files/x",
+            "/packages//p1/files/x",
             "/packages/p1/files/a//b",
             "/packages/p1/files/a/../b",
             "/packages/p1/files/a/",
