@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{fixtures, repo_root, temp_dir};
+use common::{repo_root, temp_dir, write_manifest};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -168,25 +168,12 @@ async fn refused(kind: Kind, launch: &Launch<'_>, tag: &str) -> Option<String> {
     }
 }
 
-/// The app both hosts run: the fixture guests on routes that exercise the router's edge
-/// cases, a cron trigger, and the grants the requests below probe.
-fn write_app(dir: &Path, extra: &str, cron: &str) -> PathBuf {
-    let f = fixtures();
-    std::fs::copy(&f.http, dir.join("http_guest.wasm")).unwrap();
-    std::fs::copy(&f.cron, dir.join("cron_guest.wasm")).unwrap();
-    let text = format!(
-        r#"spin_manifest_version = 2
-
-[application]
-name = "parity"
-
-[variables]
-greeting = {{ default = "hi" }}
-token = {{ required = true, secret = true }}
-
+/// The parity app: the fixture components on routes without a catch-all, so unknown
+/// paths and the router's edge cases show.
+const ROUTES: &str = r#"
 [[trigger.http]]
 route = "/exact"
-component = "main"
+component = "exact"
 
 [[trigger.http]]
 route = "/items/:id"
@@ -203,32 +190,10 @@ component = "main"
 [[trigger.http]]
 route = "/restricted/..."
 component = "restricted"
+"#;
 
-[[trigger.cron]]
-component = "cron"
-cron_expression = "{cron}"
-
-[component.main]
-source = "http_guest.wasm"
-allowed_outbound_hosts = ["http://127.0.0.1:*"]
-sqlite_databases = ["default"]
-key_value_stores = ["default", "blobs"]
-environment = {{ FOO = "bar" }}
-[component.main.variables]
-greeting = "{{{{ greeting }}}} there"
-token = "{{{{ token }}}}"
-
-[component.restricted]
-source = "http_guest.wasm"
-
-[component.cron]
-source = "cron_guest.wasm"
-sqlite_databases = ["default"]
-{extra}"#
-    );
-    let path = dir.join("spin.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+fn write_app(dir: &Path, extra: &str, cron: &str) -> PathBuf {
+    write_manifest(dir, ROUTES, cron, extra)
 }
 
 const NEVER: &str = "0 0 0 31 2 *";
@@ -369,7 +334,6 @@ async fn same_answers_for_the_same_requests() {
         ("GET", "/api/config?name=greeting", vec![]),
         ("GET", "/api/config?name=nope", vec![]),
         ("GET", "/api/kv", vec![]),
-        ("GET", "/api/kv?store=blobs", vec![]),
         ("GET", "/api/kv?store=nope", vec![]),
         ("GET", "/restricted/kv", vec![]),
         ("GET", "/api/sqlite", vec![]),
@@ -432,7 +396,7 @@ async fn same_start_up_verdicts() {
         ),
         (
             "key-value label without runtime config",
-            "",
+            "[component.extra]\nsource = \"http_guest.wasm\"\nkey_value_stores = [\"blobs\"]\n",
             NEVER,
             vec!["--variable".into(), "token=t".into()],
             true,
@@ -576,7 +540,7 @@ async fn state_carries_over_between_hosts() {
     // Spin writes: the kv sequence leaves only k2 in the store; sqlite inserts note 1.
     let spin = start(Kind::Spin, &launch, "st").await.unwrap();
     assert!(
-        probe(&spin, "GET", "/api/kv?store=blobs", vec![])
+        probe(&spin, "GET", "/api/kv", vec![])
             .await
             .starts_with("200")
     );
@@ -591,15 +555,19 @@ async fn state_carries_over_between_hosts() {
     let harness_state = dir.join("state-st-Harness");
     std::fs::rename(&spin_state, &harness_state).unwrap();
     let harness = start(Kind::Harness, &launch, "st").await.unwrap();
-    let blobs = rusqlite::Connection::open(dir.join("blobs.db")).unwrap();
-    let keys: Vec<String> = blobs
-        .prepare("SELECT key FROM spin_key_value WHERE store = 'blobs' ORDER BY key")
+    let kv = rusqlite::Connection::open(harness_state.join("sqlite_key_value.db")).unwrap();
+    let keys: Vec<String> = kv
+        .prepare("SELECT key FROM spin_key_value WHERE store = 'default' ORDER BY key")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(keys, ["k2"], "Spin's key-value rows, in Spin's table");
+    assert_eq!(
+        keys,
+        ["k2"],
+        "Spin's key-value rows, in the table the harness reads"
+    );
     // The harness's second sqlite run sees Spin's row: the new note gets id 2.
     let answer = probe(&harness, "GET", "/api/sqlite", vec![]).await;
     let db = rusqlite::Connection::open(harness_state.join("sqlite_db.db")).unwrap();

@@ -50,22 +50,9 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-pub fn manifest(dir: &Path, cron_expr: &str) -> PathBuf {
-    let f = fixtures();
-    // Sources are relative to the manifest directory, as in Spin.
-    std::fs::copy(&f.http, dir.join("http_guest.wasm")).unwrap();
-    std::fs::copy(&f.cron, dir.join("cron_guest.wasm")).unwrap();
-    let text = format!(
-        r#"spin_manifest_version = 2
-
-[application]
-name = "harness-test"
-
-[variables]
-greeting = {{ default = "hi" }}
-token = {{ required = true, secret = true }}
-host_pattern = {{ default = "http://127.0.0.1:*" }}
-
+/// The routes of the harness tests' app: a catch-all, an exact route, a parameter and
+/// two wildcards.
+pub const ROUTES: &str = r#"
 [[trigger.http]]
 route = "/..."
 component = "main"
@@ -85,7 +72,31 @@ component = "main"
 [[trigger.http]]
 route = "/restricted/..."
 component = "restricted"
+"#;
 
+pub fn manifest(dir: &Path, cron_expr: &str) -> PathBuf {
+    write_manifest(dir, ROUTES, cron_expr, "")
+}
+
+/// The fixture app in `dir`: the `main`, `exact` and `restricted` HTTP components (one
+/// guest) on `routes` (`[[trigger.http]]` tables), the `cron` component on `cron_expr`,
+/// and `extra` manifest text appended.
+pub fn write_manifest(dir: &Path, routes: &str, cron_expr: &str, extra: &str) -> PathBuf {
+    let f = fixtures();
+    // Sources are relative to the manifest directory, as in Spin.
+    std::fs::copy(&f.http, dir.join("http_guest.wasm")).unwrap();
+    std::fs::copy(&f.cron, dir.join("cron_guest.wasm")).unwrap();
+    let text = format!(
+        r#"spin_manifest_version = 2
+
+[application]
+name = "harness-test"
+
+[variables]
+greeting = {{ default = "hi" }}
+token = {{ required = true, secret = true }}
+host_pattern = {{ default = "http://127.0.0.1:*" }}
+{routes}
 [[trigger.cron]]
 component = "cron"
 cron_expression = "{cron_expr}"
@@ -110,7 +121,7 @@ source = "http_guest.wasm"
 [component.cron]
 source = "cron_guest.wasm"
 sqlite_databases = ["default"]
-"#
+{extra}"#
     );
     let path = dir.join("spin.toml");
     std::fs::write(&path, text).unwrap();
