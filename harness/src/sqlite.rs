@@ -1,10 +1,11 @@
 //! `spin:sqlite/sqlite@3.0.0` on rusqlite, one file per database label.
 //!
-//! Decision: like real Spin, label `default` is `<state-dir>/sqlite_db.db` and any other label
-//! must be defined in the runtime config (`[sqlite_database.<label>]`). Each guest `connection` is its own rusqlite connection (so
-//! `BEGIN`/`COMMIT` statements span calls on that resource), every call runs on tokio's blocking
-//! pool, and a busy timeout makes concurrent writers wait instead of failing with SQLITE_BUSY.
-//! Files use WAL so readers do not block the writer.
+//! Decision: like real Spin, label `default` is `<state-dir>/sqlite_db.db` and any other
+//! label must be defined in the runtime config (`[sqlite_database.<label>]`). Each guest
+//! `connection` is its own rusqlite connection (so `BEGIN`/`COMMIT` statements span calls on
+//! that resource), every call runs on tokio's blocking pool, and a busy timeout makes
+//! concurrent writers wait instead of failing with SQLITE_BUSY. Files use WAL so readers do
+//! not block the writer.
 
 use crate::bindings::spin::sqlite::sqlite::{self, Error, QueryResult, RowResult, Value};
 use crate::runtime_config::{Location, resolve_labels};

@@ -56,16 +56,19 @@ impl<C: SqlConn> SqlStore<C> {
         Ok(())
     }
 
-    pub(crate) async fn blob_state_impl(
+    /// The blob's state; with `lock`, its row stays locked to the end of the transaction.
+    async fn read_blob_state(
         &self,
         backend_id: &str,
         object_key: &str,
+        lock: bool,
     ) -> MetaResult<Option<BlobState>> {
+        let sql = format!(
+            "SELECT state FROM blobs WHERE backend_id = ? AND object_key = ?{}",
+            if lock { self.dialect().row_lock() } else { "" }
+        );
         let row = self
-            .first_row(
-                "SELECT state FROM blobs WHERE backend_id = ? AND object_key = ?",
-                &[backend_id.into(), object_key.into()],
-            )
+            .first_row(&sql, &[backend_id.into(), object_key.into()])
             .await?;
         row.map(|r| match Cols::new(&r).text()?.as_str() {
             "present" => Ok(BlobState::Present),
@@ -75,34 +78,26 @@ impl<C: SqlConn> SqlStore<C> {
         .transpose()
     }
 
+    pub(crate) async fn blob_state_impl(
+        &self,
+        backend_id: &str,
+        object_key: &str,
+    ) -> MetaResult<Option<BlobState>> {
+        self.read_blob_state(backend_id, object_key, false).await
+    }
+
     pub(crate) async fn pin_blob_impl(
         &self,
         pending_id: &str,
         location: &StorageLocation,
     ) -> MetaResult<Option<BlobState>> {
-        let sql = format!(
-            "SELECT state FROM blobs WHERE backend_id = ? AND object_key = ?{}",
-            self.dialect().row_lock()
-        );
         self.write_tx(async || {
             // The blob's row lock (Postgres; SQLite serializes write transactions) orders
             // this pin against a sweep's `objects_to_delete`, which takes the same lock
             // before it looks for references: one of the two sees the other.
             let state = self
-                .first_row(
-                    &sql,
-                    &[
-                        location.backend_id.as_str().into(),
-                        location.object_key.as_str().into(),
-                    ],
-                )
-                .await?
-                .map(|r| match Cols::new(&r).text()?.as_str() {
-                    "present" => Ok(BlobState::Present),
-                    "deleting" => Ok(BlobState::Deleting),
-                    _ => Err(rows::corrupt("blob state")),
-                })
-                .transpose()?;
+                .read_blob_state(&location.backend_id, &location.object_key, true)
+                .await?;
             if state == Some(BlobState::Deleting) {
                 return Ok(state);
             }

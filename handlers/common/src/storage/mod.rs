@@ -9,7 +9,6 @@
 pub mod kv;
 pub mod s3;
 
-use artifact_store_core::content;
 use artifact_store_core::ports::{
     BackendHealth, ByteRange, ByteStream, ObjectInfo, ObjectStore, PutMetadata, PutReceipt,
     StorageError,
@@ -39,16 +38,6 @@ impl Backend {
             Backend::Kv(_) => "",
             Backend::S3(s) => s.key_prefix(),
         }
-    }
-
-    /// The content-addressed key of `sha256` in this backend.
-    pub fn object_key(&self, sha256: &str) -> String {
-        content::object_key(self.key_prefix(), sha256)
-    }
-
-    /// Where an upload's bytes wait for their digest.
-    pub fn staging_key(&self, upload_id: &str) -> String {
-        content::staging_key(self.key_prefix(), upload_id)
     }
 }
 
