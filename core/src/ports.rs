@@ -38,6 +38,10 @@ pub enum StorageError {
         detail: String,
         retry_after_secs: u32,
     },
+    /// The backend checked a declared digest itself and the bytes did not match it; nothing
+    /// was kept.
+    #[error("digest mismatch: {0}")]
+    DigestMismatch(String),
     /// The backend answered something we cannot interpret.
     #[error("backend error: {0}")]
     Backend(String),

@@ -13,9 +13,11 @@ use std::pin::Pin;
 use artifact_store_core::ports::{ByteStream, StorageError};
 use futures::{Stream, StreamExt};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
-use wasi::io::streams::{OutputStream, StreamError};
+use spin_sdk::wit::wasi::http0_2_0::types::IncomingBody;
+use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
 use crate::problem::{ApiError, log_error};
+use crate::splice::{self, SpliceError};
 
 type WasiBodyStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, wasi::io::streams::Error>>>>;
 
@@ -42,6 +44,32 @@ impl ByteStream for RequestBody {
                 Some(Err(e)) => return Err(StorageError::Source(e.to_debug_string())),
             }
         }
+    }
+}
+
+/// The request body as the host's stream, for moving it host-side (`crate::splice`).
+pub struct RawBody {
+    // Field order matters: the stream must be dropped before the body it reads from.
+    stream: InputStream,
+    _body: IncomingBody,
+}
+
+impl RawBody {
+    pub fn new(req: IncomingRequest) -> Result<RawBody, String> {
+        let body = req
+            .consume()
+            .map_err(|()| "request body already taken".to_string())?;
+        let stream = body
+            .stream()
+            .map_err(|()| "request body not readable".to_string())?;
+        Ok(RawBody {
+            stream,
+            _body: body,
+        })
+    }
+
+    pub fn stream(&self) -> &InputStream {
+        &self.stream
     }
 }
 
@@ -182,6 +210,15 @@ impl ResponseWriter {
             data = &data[n..];
         }
         Ok(())
+    }
+
+    /// Moves exactly `len` bytes from `src` into the body host-side (`crate::splice`).
+    pub fn splice(&mut self, src: &InputStream, len: u64) -> Result<(), SpliceError> {
+        let stream = self
+            .stream
+            .as_ref()
+            .ok_or_else(|| SpliceError::Destination("response already ended".into()))?;
+        splice::exact(src, stream, len)
     }
 
     /// Ends the body cleanly: the client sees a complete response.

@@ -45,6 +45,9 @@ pub struct Config {
     pub orphan_grace_seconds: i64,
     pub sweep_lease_seconds: i64,
     pub s3_presign_seconds: u64,
+    /// Hash every full download in the component and break the response on a mismatch
+    /// (`false`: S3 bytes are moved host-side, unhashed; clients check `Repr-Digest`).
+    pub verify_downloads: bool,
     /// The raw lookup, for adapters that read their own variables (S3, metadata store).
     lookup: fn(&str) -> Option<String>,
 }
@@ -109,7 +112,13 @@ impl Config {
         if sweep_lease_seconds < 1 {
             return Err(bad("sweep_lease_seconds", "must be at least 1"));
         }
+        let verify_downloads = match lookup("verify_downloads").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(bad("verify_downloads", "must be true or false")),
+        };
         Ok(Config {
+            verify_downloads,
             auth_tokens,
             default_backend,
             max_file_bytes: number(&lookup, "max_file_bytes", DEFAULT_MAX_FILE_BYTES)?,

@@ -112,6 +112,9 @@ impl From<StorageError> for ApiError {
                 format!("the file is larger than {limit} bytes"),
             ),
             StorageError::Source(detail) => ApiError::new(ErrorCode::BadRequest, detail),
+            StorageError::DigestMismatch(detail) => {
+                ApiError::new(ErrorCode::DigestMismatch, detail)
+            }
             StorageError::Unavailable {
                 detail,
                 retry_after_secs,

@@ -11,7 +11,7 @@ use artifact_store_core::ports::{ByteStream, PageRequest};
 use serde_json::{Map, Value};
 use spin_sdk::http::{IncomingRequest, Method};
 
-use crate::body::RequestBody;
+use crate::body::{RawBody, RequestBody};
 use crate::problem::ApiError;
 
 pub const MAX_JSON_BYTES: usize = 1024 * 1024;
@@ -97,6 +97,14 @@ impl Request {
             .take()
             .map(RequestBody::new)
             .ok_or_else(|| ApiError::internal("request body read twice"))
+    }
+
+    /// The body as the host's stream, to be moved host-side (once).
+    pub fn raw_body(&mut self) -> Result<RawBody, ApiError> {
+        self.incoming
+            .take()
+            .ok_or_else(|| ApiError::internal("request body read twice"))
+            .and_then(|req| RawBody::new(req).map_err(ApiError::internal))
     }
 
     /// The body as a JSON object: 415 unless `application/json`, 413 past the cap,

@@ -15,11 +15,18 @@
 //! 6. delete the staging object, then forget the pending upload. If the deletion fails (or
 //!    the instance dies first), the pending row stays and the orphan sweep finishes the job:
 //!    no staging byte is ever left that no sweep knows of.
+//!
+//! `store_declared` is the fast path for a body whose size and sha256 the client declared,
+//! on a backend that verifies digests itself (S3): pin, one write straight to the
+//! content-addressed key that the backend refuses unless the bytes hash to the declared
+//! digest (so the key never holds other bytes, and nothing is staged or copied), commit.
+//! The bytes never pass through the guest.
 
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::{File, StorageLocation};
 use artifact_store_core::ports::{
     BlobState, ByteStream, CommitUpload, MetadataStore, ObjectStore, PendingUpload, PutMetadata,
+    StorageError,
 };
 use artifact_store_core::{content, time};
 
@@ -41,13 +48,34 @@ pub struct Upload {
     pub key_prefix: String,
 }
 
-/// Runs the whole protocol for one file's `body`.
-pub async fn store_file<M: MetadataStore, S: ObjectStore>(
+/// What the client declared about a body before sending it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A backend that checks a declared digest itself while it stores the bytes.
+#[allow(async_fn_in_trait)] // guests are single-threaded: no `Send` bounds wanted
+pub trait VerifiedPut<P> {
+    /// Stores exactly `size` bytes of `payload` at `key` only if they hash to `sha256`:
+    /// otherwise `DigestMismatch` (or `Source` for a short payload), and nothing new is
+    /// visible at `key` (bytes already there stay as they were).
+    async fn put_verified(
+        &self,
+        key: &str,
+        payload: &mut P,
+        size: u64,
+        sha256: &str,
+    ) -> Result<(), StorageError>;
+}
+
+/// Records the pending upload every path starts with.
+async fn begin<M: MetadataStore, S: ObjectStore>(
     meta: &M,
     store: &S,
     upload: &Upload,
-    body: &mut impl ByteStream,
-) -> Result<File, ApiError> {
+) -> Result<PendingUpload, ApiError> {
     let upload_id = uuid::Uuid::now_v7().to_string();
     let pending = PendingUpload {
         staging_key: content::staging_key(&upload.key_prefix, &upload_id),
@@ -57,6 +85,64 @@ pub async fn store_file<M: MetadataStore, S: ObjectStore>(
         started_at: time::now(),
     };
     meta.begin_upload(&pending).await?;
+    Ok(pending)
+}
+
+/// The fast path: the declared body goes straight to its content-addressed key, checked by
+/// the backend, never staged, copied or hashed here.
+pub async fn store_declared<M: MetadataStore, S: ObjectStore + VerifiedPut<P>, P>(
+    meta: &M,
+    store: &S,
+    upload: &Upload,
+    declared: &Declared,
+    payload: &mut P,
+) -> Result<File, ApiError> {
+    if declared.size > upload.max_bytes {
+        return Err(StorageError::TooLarge {
+            limit: upload.max_bytes,
+        }
+        .into());
+    }
+    let pending = begin(meta, store, upload).await?;
+    let location = StorageLocation {
+        backend_id: store.backend_id().to_string(),
+        object_key: content::object_key(&upload.key_prefix, &declared.sha256),
+    };
+    let result = async {
+        match meta.pin_blob(&pending.id, &location).await? {
+            Some(BlobState::Deleting) => return Err(being_deleted()),
+            // Even when the bytes are already stored, they are written again: a caller who
+            // only knows a digest must not get a file of someone else's bytes, and the
+            // backend's check proves this caller holds them. Same bytes, same key: the
+            // write changes nothing for the files that already reference it.
+            Some(BlobState::Present) | None => {
+                store
+                    .put_verified(&location.object_key, payload, declared.size, &declared.sha256)
+                    .await?
+            }
+        }
+        commit(meta, upload, &pending, location, declared.size, declared.sha256.clone()).await
+    }
+    .await;
+    // Nothing was staged: forgetting the pending upload ends it (and its pin, if the commit
+    // did not). Should that fail, the orphan sweep forgets it later.
+    if let Err(e) = meta.abort_upload(&pending.id).await {
+        log_error(
+            "upload",
+            &format!("pending upload {} not forgotten: {e}", pending.id),
+        );
+    }
+    result
+}
+
+/// Runs the whole protocol for one file's `body`.
+pub async fn store_file<M: MetadataStore, S: ObjectStore>(
+    meta: &M,
+    store: &S,
+    upload: &Upload,
+    body: &mut impl ByteStream,
+) -> Result<File, ApiError> {
+    let pending = begin(meta, store, upload).await?;
     let result = stage_and_commit(meta, store, upload, &pending, body).await;
     let staging_deleted = match store.delete(&pending.staging_key).await {
         Ok(()) => true,
@@ -117,25 +203,47 @@ async fn stage_and_commit<M: MetadataStore, S: ObjectStore>(
     // cannot be overtaken by a deletion.
     match meta.pin_blob(&pending.id, &location).await? {
         Some(BlobState::Present) => {} // the same bytes are already stored: dedupe
-        Some(BlobState::Deleting) => {
-            return Err(ApiError::new(
-                ErrorCode::BackendUnavailable,
-                "the same bytes are being deleted right now; retry shortly",
-            ));
-        }
+        Some(BlobState::Deleting) => return Err(being_deleted()),
         None => {
             store
                 .copy(&pending.staging_key, &location.object_key)
                 .await?
         }
     }
+    commit(
+        meta,
+        upload,
+        pending,
+        location,
+        receipt.size_bytes,
+        receipt.sha256,
+    )
+    .await
+}
+
+fn being_deleted() -> ApiError {
+    ApiError::new(
+        ErrorCode::BackendUnavailable,
+        "the same bytes are being deleted right now; retry shortly",
+    )
+}
+
+/// File, location, blob reference and audit event in one transaction (ends the pin).
+async fn commit<M: MetadataStore>(
+    meta: &M,
+    upload: &Upload,
+    pending: &PendingUpload,
+    location: StorageLocation,
+    size_bytes: u64,
+    sha256: String,
+) -> Result<File, ApiError> {
     let file = File {
         id: uuid::Uuid::now_v7().to_string(),
         package_id: upload.package_id.clone(),
         relative_path: upload.relative_path.clone(),
         media_type: upload.media_type.clone(),
-        size_bytes: receipt.size_bytes,
-        sha256: receipt.sha256,
+        size_bytes,
+        sha256,
         created_at: time::now(),
     };
     Ok(meta

@@ -232,3 +232,29 @@ fn health_reports_ok_bad_credentials_and_unreachable() {
     let err = block_on(down.head("k")).unwrap_err();
     assert!(matches!(err, StorageError::Unavailable { .. }), "{err:?}");
 }
+
+#[test]
+fn declared_put_is_checked_by_the_server_and_a_mismatch_keeps_nothing() {
+    let Some(store) = store(&[]) else { return };
+    let key = format!("{}declared", unique_prefix("store-declared"));
+    let bytes = pattern(300_000);
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let size = bytes.len() as u64;
+
+    let wrong = hex::encode(Sha256::digest(b"other bytes"));
+    let err = block_on(store.put_declared(&key, &mut bytes.clone(), size, &wrong)).unwrap_err();
+    assert!(matches!(err, StorageError::DigestMismatch(_)), "{err:?}");
+    assert_eq!(block_on(store.head(&key)).unwrap(), None, "nothing kept");
+
+    block_on(store.put_declared(&key, &mut bytes.clone(), size, &sha256)).unwrap();
+    let got = block_on(async { collect(&mut store.get(&key, None).await.unwrap()).await });
+    assert_eq!(got, bytes);
+
+    // Other bytes of the same length under the same digest: refused, the stored ones stay.
+    let mut other = bytes.clone();
+    other[size as usize / 2] ^= 1;
+    let err = block_on(store.put_declared(&key, &mut other, size, &sha256)).unwrap_err();
+    assert!(matches!(err, StorageError::DigestMismatch(_)), "{err:?}");
+    let got = block_on(async { collect(&mut store.get(&key, None).await.unwrap()).await });
+    assert_eq!(got, bytes, "a refused overwrite leaves the object as it was");
+}

@@ -28,7 +28,7 @@ use artifact_store_handlers::metadata::{
     Dialect, SqlConn, SqlError, SqlErrorKind, SqlRow, SqlStore, SqlValue,
 };
 use artifact_store_handlers::sweep::{ObjectStores, SweepConfig, run_sweep};
-use artifact_store_handlers::upload::{Upload, store_file};
+use artifact_store_handlers::upload::{Declared, Upload, VerifiedPut, store_declared, store_file};
 use metadata_scenarios::sqlite::{RusqliteConn, SqliteDb, fresh};
 use metadata_scenarios::{Harness, new_package, verify};
 use sha2::{Digest, Sha256};
@@ -222,6 +222,28 @@ impl ObjectStore for FakeStore {
     }
 }
 
+/// The fast path's write: the store checks the declared digest itself.
+impl VerifiedPut<Vec<u8>> for FakeStore {
+    async fn put_verified(
+        &self,
+        key: &str,
+        payload: &mut Vec<u8>,
+        size: u64,
+        sha256: &str,
+    ) -> Result<(), StorageError> {
+        self.0.at_point(true).await.map_err(|_| injected())?;
+        let bytes = std::mem::take(payload);
+        if bytes.len() as u64 != size {
+            return Err(StorageError::Source("short body".into()));
+        }
+        if hex::encode(Sha256::digest(&bytes)) != sha256 {
+            return Err(StorageError::DigestMismatch("injected".into()));
+        }
+        self.0.objects.borrow_mut().insert(key.into(), bytes);
+        Ok(())
+    }
+}
+
 /// The upload's SQL connection; every statement is a point of the script.
 struct ScriptedConn {
     inner: RusqliteConn,
@@ -320,9 +342,18 @@ async fn seed(world: &Rc<World>) -> String {
         .id
 }
 
+/// Which of the two upload paths runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// `store_file`: staged, hashed here, promoted.
+    Staged,
+    /// `store_declared`: straight to the final key, checked by the store.
+    Declared,
+}
+
 /// One run: the flow with `fault` at point `at`. `None` when the script never fired (the
 /// flow has fewer points).
-async fn run(fault: Fault, at: usize) -> Option<String> {
+async fn run(path: Path, fault: Fault, at: usize) -> Option<String> {
     let world = Rc::new(World {
         db: fresh().await,
         objects: RefCell::new(BTreeMap::new()),
@@ -352,14 +383,28 @@ async fn run(fault: Fault, at: usize) -> Option<String> {
             world: world.clone(),
         });
         let store = FakeStore(world.clone());
-        let mut body = VecReader(Some(BYTES.to_vec()));
-        let flow = store_file(&meta, &store, &upload, &mut body);
-        tokio::time::timeout(std::time::Duration::from_secs(5), flow).await
+        let timeout = std::time::Duration::from_secs(5);
+        match path {
+            Path::Staged => {
+                let mut body = VecReader(Some(BYTES.to_vec()));
+                let flow = store_file(&meta, &store, &upload, &mut body);
+                tokio::time::timeout(timeout, flow).await
+            }
+            Path::Declared => {
+                let declared = Declared {
+                    size: BYTES.len() as u64,
+                    sha256: digest(),
+                };
+                let mut payload = BYTES.to_vec();
+                let flow = store_declared(&meta, &store, &upload, &declared, &mut payload);
+                tokio::time::timeout(timeout, flow).await
+            }
+        }
     };
     if !world.script.fired.get() {
         return None;
     }
-    let label = format!("{fault:?} at point {at}");
+    let label = format!("{path:?}: {fault:?} at point {at}");
     let result = match outcome {
         Ok(r) => Some(r),
         Err(_) => {
@@ -438,15 +483,15 @@ async fn run(fault: Fault, at: usize) -> Option<String> {
     })
 }
 
-async fn every_point(fault: Fault) {
+async fn every_point(path: Path, fault: Fault) {
     let mut outcomes = Vec::new();
     for at in 0.. {
-        match run(fault, at).await {
+        match run(path, fault, at).await {
             Some(outcome) => outcomes.push(outcome),
             None => break,
         }
     }
-    eprintln!("{fault:?}: {} points: {outcomes:?}", outcomes.len());
+    eprintln!("{path:?}: {fault:?}: {} points: {outcomes:?}", outcomes.len());
     assert!(
         outcomes.len() >= 5,
         "too few points: the script is not wired in"
@@ -455,15 +500,30 @@ async fn every_point(fault: Fault) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_sweep_at_any_step_never_loses_the_upload() {
-    every_point(Fault::Sweep).await;
+    every_point(Path::Staged, Fault::Sweep).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_failure_at_any_call_leaves_nothing_behind() {
-    every_point(Fault::Fail).await;
+    every_point(Path::Staged, Fault::Fail).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_crash_at_any_step_leaves_nothing_a_sweep_cannot_clean() {
-    every_point(Fault::Crash).await;
+    every_point(Path::Staged, Fault::Crash).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn declared_a_sweep_at_any_step_never_loses_the_upload() {
+    every_point(Path::Declared, Fault::Sweep).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn declared_a_failure_at_any_call_leaves_nothing_behind() {
+    every_point(Path::Declared, Fault::Fail).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn declared_a_crash_at_any_step_leaves_nothing_a_sweep_cannot_clean() {
+    every_point(Path::Declared, Fault::Crash).await;
 }

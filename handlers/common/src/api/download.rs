@@ -3,10 +3,13 @@
 //! Decisions:
 //! - Every download (and every redirect) first appends `retrieval_requested`; if that
 //!   cannot be recorded, nothing is served (503), so the audit trail never misses a read.
-//! - A full download is verified against the recorded sha256 while it streams
-//!   (`verify::Relay` holds the last chunk back until the digest is known): on a mismatch
-//!   the response is aborted before it is complete (the client sees a broken body, never
-//!   a clean end), `corruption_detected` is recorded and the mismatch is logged.
+//! - With `verify_downloads`, a full download is verified against the recorded sha256
+//!   while it streams (`verify::Relay` holds the last chunk back until the digest is
+//!   known): on a mismatch the response is aborted before it is complete (the client sees
+//!   a broken body, never a clean end), `corruption_detected` is recorded and the mismatch
+//!   is logged. Without it (the default), S3 bytes are spliced host-side into the response
+//!   (they never enter the guest) and only their length is checked; `Repr-Digest` lets the
+//!   client check the bytes.
 //! - `deleting` and `deleted` packages answer 410: their bytes are or may be gone.
 
 use artifact_store_core::error::ErrorCode;
@@ -20,6 +23,7 @@ use crate::body::{self, Reply, ResponseWriter};
 use crate::config::BackendKind;
 use crate::problem::{ApiError, log_error};
 use crate::range::{self, RangeRequest};
+use crate::splice::{self, SpliceError};
 use crate::request::Request;
 use crate::storage::{BackendReader, Backends};
 use crate::verify::Relay;
@@ -49,7 +53,7 @@ struct Streaming {
     headers: Vec<(String, String)>,
     /// Bytes the body must have.
     length: u64,
-    /// Verify the digest (full downloads only).
+    /// Verify the digest in the component (full downloads with `verify_downloads` only).
     verify: bool,
 }
 
@@ -144,6 +148,7 @@ async fn prepare(req: &Request, file_id: &str) -> Result<Prepared, ApiError> {
     if let Some(cr) = range.content_range(size) {
         headers.push(("content-range".to_string(), cr));
     }
+    let verify = byte_range.is_none() && ctx.config.verify_downloads;
     Ok(Prepared::Stream(Box::new(Streaming {
         ctx,
         record,
@@ -151,7 +156,7 @@ async fn prepare(req: &Request, file_id: &str) -> Result<Prepared, ApiError> {
         status,
         headers,
         length,
-        verify: byte_range.is_none(),
+        verify,
     })))
 }
 
@@ -183,6 +188,22 @@ async fn stream(out: ResponseOutparam, mut s: Streaming) {
         Ok(w) => w,
         Err(e) => return log_error("download", &e),
     };
+    if !s.verify
+        && let Some(src) = s.reader.host_stream()
+    {
+        return match w.splice(src, s.length) {
+            Ok(()) if splice::at_end(src) => w.finish(),
+            Ok(()) => {
+                let detail = format!("the object is longer than the recorded {} bytes", s.length);
+                corrupt(&s, w, detail).await
+            }
+            Err(SpliceError::Short(detail)) => corrupt(&s, w, detail).await,
+            Err(SpliceError::Source(detail) | SpliceError::Destination(detail)) => {
+                log_error("download", &format!("{}: {detail}", s.record.file.id));
+                w.abort()
+            }
+        };
+    }
     let expected = s.verify.then(|| s.record.file.sha256.clone());
     let mut relay = Relay::new(s.length, expected);
     let file_id = s.record.file.id.clone();

@@ -2,7 +2,10 @@
 //! body), `POST /packages/{id}/finalize`.
 //!
 //! This module reads requests and checks them before any byte moves; the upload protocol
-//! itself (stage, verify, pin, dedupe or promote, commit) is `crate::upload`.
+//! itself (stage, verify, pin, dedupe or promote, commit) is `crate::upload`. A raw `PUT`
+//! with `Content-Length` and `x-artifact-sha256` on S3 takes the fast path
+//! (`upload::store_declared`); multipart bodies always take the staging path (their file
+//! part's length is not known before it is read).
 
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::File;
@@ -17,7 +20,7 @@ use crate::multipart::{MultipartReader, boundary_from_content_type};
 use crate::problem::ApiError;
 use crate::request::{Request, percent_decode};
 use crate::storage::{Backend, Backends};
-use crate::upload::{self, Upload};
+use crate::upload::{self, Declared, Upload};
 
 /// Multipart framing allowed on top of `max_file_bytes` before `Content-Length` alone
 /// rejects a multipart upload.
@@ -90,6 +93,15 @@ async fn upload_raw(req: &mut Request, id: &str) -> Result<Reply, ApiError> {
     let backends = Backends::from_config(&ctx.config)?;
     check_package(&ctx, id).await?;
     let backend = backends.default_backend();
+    // Size and digest declared up front, and a backend that checks digests itself: the
+    // body goes straight to its final key, host-side (see `upload::store_declared`).
+    let declared = match (&expected_sha256, req.content_length()) {
+        (Some(sha256), Some(size)) if backend.takes_declared(size) => Some(Declared {
+            size,
+            sha256: sha256.clone(),
+        }),
+        _ => None,
+    };
     let upload = new_upload(
         &ctx,
         backend,
@@ -98,8 +110,16 @@ async fn upload_raw(req: &mut Request, id: &str) -> Result<Reply, ApiError> {
         media_type,
         expected_sha256,
     );
-    let mut body = req.body()?;
-    let file = upload::store_file(&ctx.meta, backend, &upload, &mut body).await?;
+    let file = match declared {
+        Some(declared) => {
+            let mut payload = req.raw_body()?;
+            upload::store_declared(&ctx.meta, backend, &upload, &declared, &mut payload).await?
+        }
+        None => {
+            let mut body = req.body()?;
+            upload::store_file(&ctx.meta, backend, &upload, &mut body).await?
+        }
+    };
     Ok(created(file))
 }
 

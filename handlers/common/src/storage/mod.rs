@@ -14,7 +14,10 @@ use artifact_store_core::ports::{
     StorageError,
 };
 
+use crate::body::RawBody;
 use crate::config::{BackendKind, Config};
+use crate::upload::VerifiedPut;
+use wasi::io::streams::InputStream;
 use crate::problem::{ApiError, log_error};
 use kv::KvStore;
 use s3::{S3Config, S3Store};
@@ -32,6 +35,13 @@ impl Backend {
         }
     }
 
+    /// Whether uploads with a declared size and digest can go straight to the final key
+    /// (`upload::store_declared`): S3 checks the signed digest itself, up to its single-PUT
+    /// limit. The kv store cannot, so its bytes are hashed on the way in.
+    pub fn takes_declared(&self, size: u64) -> bool {
+        matches!(self, Backend::S3(_)) && size <= s3::MAX_SINGLE_PUT_BYTES
+    }
+
     /// The prefix of this backend's keys (`""` for kv, `s3_key_prefix` for s3).
     pub fn key_prefix(&self) -> &str {
         match self {
@@ -44,6 +54,33 @@ impl Backend {
 pub enum BackendReader {
     Kv(kv::KvReader),
     S3(<S3Store as ObjectStore>::Reader),
+}
+
+impl BackendReader {
+    /// The host stream behind the reader, where bytes can be spliced host-side (S3).
+    pub fn host_stream(&self) -> Option<&InputStream> {
+        match self {
+            BackendReader::Kv(_) => None,
+            BackendReader::S3(r) => Some(r.stream()),
+        }
+    }
+}
+
+impl VerifiedPut<RawBody> for Backend {
+    async fn put_verified(
+        &self,
+        key: &str,
+        payload: &mut RawBody,
+        size: u64,
+        sha256: &str,
+    ) -> Result<(), StorageError> {
+        match self {
+            Backend::S3(s) => s.put_declared(key, payload, size, sha256).await,
+            Backend::Kv(_) => Err(StorageError::Backend(
+                "the kv store cannot verify a declared digest".into(),
+            )),
+        }
+    }
 }
 
 impl ByteStream for BackendReader {

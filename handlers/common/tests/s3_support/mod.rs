@@ -185,6 +185,8 @@ impl ByteStream for ReqwestBody {
 
 impl Transport for ReqwestHttp {
     type Body = ReqwestBody;
+    /// The payload, whole (tests send small ones).
+    type Payload = Vec<u8>;
 
     async fn send(&self, request: &S3Request) -> Result<http::Response<ReqwestBody>, String> {
         let reply = to_reqwest(request).send().map_err(|e| e.to_string())?;
@@ -193,6 +195,26 @@ impl Transport for ReqwestHttp {
             builder = builder.header(name, value);
         }
         builder.body(ReqwestBody(reply)).map_err(|e| e.to_string())
+    }
+
+    async fn send_payload(
+        &self,
+        request: &S3Request,
+        payload: &mut Vec<u8>,
+    ) -> Result<http::Response<ReqwestBody>, StorageError> {
+        // The signed Content-Length stays as built: a payload of another length is sent
+        // as is, so the server sees what a cut-off client body would look like.
+        let reply = to_reqwest(request)
+            .body(std::mem::take(payload))
+            .send()
+            .map_err(|e| StorageError::Source(e.to_string()))?;
+        let mut builder = http::Response::builder().status(reply.status());
+        for (name, value) in reply.headers() {
+            builder = builder.header(name, value);
+        }
+        builder
+            .body(ReqwestBody(reply))
+            .map_err(|e| StorageError::Backend(e.to_string()))
     }
 }
 

@@ -38,6 +38,8 @@ use super::transport::{Transport, read_body};
 
 /// The backend id recorded with every storage location of this store.
 pub const BACKEND_ID: &str = "s3";
+/// S3's limit on one PutObject (5 GiB); larger objects need multipart.
+pub const MAX_SINGLE_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 /// Attempts for idempotent requests (first try included).
 const ATTEMPTS: u32 = 3;
 /// Backoff before the second attempt; multiplied by 4 for each further one.
@@ -169,6 +171,27 @@ impl<T: Transport> S3Store<T> {
         let reply = self
             .call("PutObject", key, &request, Retry::Idempotent)
             .await?;
+        read_body(&mut reply.into_body(), REPLY_LIMIT).await?;
+        Ok(())
+    }
+
+    /// One PutObject of exactly `size` bytes from `payload` to `key`, signed with `sha256`:
+    /// the server verifies the digest and keeps nothing on a mismatch (`DigestMismatch`) or
+    /// a cut-off payload, so `key` only ever holds bytes with that digest. A single PUT
+    /// (up to 5 GiB, S3's limit) is all-or-nothing; no multipart, whose parts would each
+    /// need their own digest.
+    pub async fn put_declared(
+        &self,
+        key: &str,
+        payload: &mut T::Payload,
+        size: u64,
+        sha256: &str,
+    ) -> Result<(), StorageError> {
+        let request = self.requests.put_object_declared(key, size, sha256)?;
+        let reply = self.transport.send_payload(&request, payload).await?;
+        if !reply.status().is_success() {
+            return Err(self.failure("PutObject", key, reply).await);
+        }
         read_body(&mut reply.into_body(), REPLY_LIMIT).await?;
         Ok(())
     }
@@ -548,6 +571,21 @@ mod tests {
 
     impl Transport for &Fake {
         type Body = Body;
+        type Payload = Vec<u8>;
+
+        async fn send_payload(
+            &self,
+            request: &S3Request,
+            payload: &mut Vec<u8>,
+        ) -> Result<http::Response<Body>, StorageError> {
+            let mut with_payload = http::Request::builder()
+                .method(request.method().clone())
+                .uri(request.uri().clone())
+                .body(std::mem::take(payload))
+                .unwrap();
+            *with_payload.headers_mut() = request.headers().clone();
+            self.send(&with_payload).await.map_err(StorageError::Backend)
+        }
 
         async fn send(&self, request: &S3Request) -> Result<http::Response<Body>, String> {
             let method = request.method().as_str().to_string();

@@ -79,6 +79,13 @@ pub fn map_reply(
                 CONFIG_RETRY_AFTER_SECS,
             );
         }
+        // The payload did not hash to the signed `x-amz-content-sha256` (or `Content-MD5`):
+        // the server kept nothing.
+        "XAmzContentSHA256Mismatch" | "BadDigest" => {
+            return StorageError::DigestMismatch(format!(
+                "the body does not match its declared digest (s3 {op}: HTTP {status} {code})"
+            ));
+        }
         "RequestTimeTooSkewed" => {
             return unavailable("clock skew too large", CONFIG_RETRY_AFTER_SECS);
         }
@@ -122,6 +129,10 @@ mod tests {
 
     #[test]
     fn maps_codes() {
+        assert!(matches!(
+            map_reply("PutObject", "k", 400, None, &body("XAmzContentSHA256Mismatch")),
+            StorageError::DigestMismatch(_)
+        ));
         assert_eq!(
             map_reply("GetObject", "k", 404, None, &body("NoSuchKey")),
             StorageError::NotFound("k".into())

@@ -13,7 +13,7 @@ pub mod spin_http;
 pub mod transport;
 mod xml;
 
-pub use client::{BACKEND_ID, S3Store};
+pub use client::{BACKEND_ID, MAX_SINGLE_PUT_BYTES, S3Store};
 pub use config::{S3Config, Sse};
 pub use request::S3Requests;
 pub use spin_http::SpinHttp;

@@ -109,6 +109,25 @@ impl S3Requests {
         self.signed("PUT", self.object_url(key, &[]), headers, &sha, body)
     }
 
+    /// PutObject of `size` bytes that come from elsewhere (`Transport::send_payload`), signed
+    /// with the digest the client declared: the server hashes what it receives and refuses a
+    /// mismatch (`XAmzContentSHA256Mismatch`) without keeping anything, so the guest neither
+    /// hashes nor touches the bytes. The request's own body is empty.
+    pub fn put_object_declared(
+        &self,
+        key: &str,
+        size: u64,
+        sha256: &str,
+    ) -> Result<S3Request, StorageError> {
+        let mut headers = vec![content_type_octets()];
+        headers.extend(self.write_headers());
+        let mut request = self.signed("PUT", self.object_url(key, &[]), headers, sha256, Vec::new())?;
+        request
+            .headers_mut()
+            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(size));
+        Ok(request)
+    }
+
     /// CreateMultipartUpload; the reply carries the `UploadId` (see `parse_upload_id`).
     pub fn create_multipart_upload(&self, key: &str) -> Result<S3Request, StorageError> {
         let mut headers = vec![content_type_octets()];
@@ -557,6 +576,17 @@ mod tests {
         assert!(auth.contains("x-amz-server-side-encryption;"));
         assert!(!auth.contains("content-length"));
         assert!(!auth.contains("SECRET"));
+    }
+
+    #[test]
+    fn declared_put_signs_the_declared_digest_and_length() {
+        let r = S3Requests::new(&config(true))
+            .put_object_declared("k", 5, "ab".repeat(32).as_str())
+            .unwrap();
+        assert_eq!(header(&r, "x-amz-content-sha256"), "ab".repeat(32));
+        assert_eq!(header(&r, "content-length"), "5");
+        assert!(r.body().is_empty());
+        assert!(header(&r, "authorization").contains("x-amz-content-sha256"));
     }
 
     #[test]

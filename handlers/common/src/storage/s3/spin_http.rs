@@ -4,76 +4,124 @@
 //! `spin_sdk::http::send` with a buffered body) so the payload is written to the
 //! `OutgoingBody` in bounded chunks while the request is in flight, and the reply body is
 //! handed out as a stream, never collected. The `IncomingResponse` is kept alive next to its
-//! body stream because dropping it cancels the transfer.
-
-use std::pin::Pin;
+//! body stream because dropping it cancels the transfer. A payload that is the client's
+//! own request body (`send_payload`) is spliced host-side and never enters the guest.
 
 use artifact_store_core::ports::{ByteStream, StorageError};
-use futures::{SinkExt, Stream, StreamExt};
-use spin_sdk::http::{Fields, IncomingResponse, Method, OutgoingRequest, Scheme};
+use futures::SinkExt;
+use spin_sdk::http::{Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme};
+use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
+use spin_sdk::wit::wasi::http0_2_0::types::IncomingBody;
+use wasi::io::streams::{InputStream, StreamError};
 
+use super::error::{DEFAULT_RETRY_AFTER_SECS, connection_failed};
 use super::request::S3Request;
 use super::transport::Transport;
+use crate::body::RawBody;
+use crate::splice::{self, SpliceError};
 
 /// Size of the slices written to the outgoing body.
 const WRITE_CHUNK: usize = 64 * 1024;
+/// The most one read of a reply body asks the host for (it answers with what is ready).
+const READ_CHUNK: u64 = 1024 * 1024;
 
 /// Spin outbound HTTP. The endpoint must be listed in the component's
 /// `allowed_outbound_hosts`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SpinHttp;
 
-type BodyStream = Pin<Box<dyn Stream<Item = Result<Vec<u8>, String>>>>;
-
 /// A reply body streamed from the host.
 pub struct SpinBody {
-    // Field order matters: the stream must be dropped before the response it reads from.
-    stream: BodyStream,
+    // Field order matters: the stream, then the body, then the response it belongs to.
+    stream: InputStream,
+    _body: IncomingBody,
     _response: IncomingResponse,
+}
+
+impl SpinBody {
+    fn new(response: IncomingResponse) -> Result<SpinBody, String> {
+        let body = response
+            .consume()
+            .map_err(|()| "reply body already taken".to_string())?;
+        let stream = body
+            .stream()
+            .map_err(|()| "reply body not readable".to_string())?;
+        Ok(SpinBody {
+            stream,
+            _body: body,
+            _response: response,
+        })
+    }
+
+    /// The host's stream, to move the body host-side (`crate::splice`).
+    pub fn stream(&self) -> &InputStream {
+        &self.stream
+    }
 }
 
 impl ByteStream for SpinBody {
     async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
-        match self.stream.next().await {
-            None => Ok(None),
-            Some(Ok(chunk)) => Ok(Some(chunk)),
-            Some(Err(e)) => Err(StorageError::Unavailable {
-                detail: format!("s3 reply body failed: {e}"),
-                retry_after_secs: super::error::DEFAULT_RETRY_AFTER_SECS,
-            }),
+        loop {
+            match self.stream.blocking_read(READ_CHUNK) {
+                Ok(chunk) if chunk.is_empty() => continue,
+                Ok(chunk) => return Ok(Some(chunk)),
+                Err(StreamError::Closed) => return Ok(None),
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(StorageError::Unavailable {
+                        detail: format!("s3 reply body failed: {}", e.to_debug_string()),
+                        retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
+                    });
+                }
+            }
         }
     }
 }
 
+/// The request's head as a wasi-http `OutgoingRequest` (the body is written separately).
+fn outgoing(request: &S3Request) -> Result<OutgoingRequest, String> {
+    let headers: Vec<(String, Vec<u8>)> = request
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let fields = Fields::from_list(&headers).map_err(|e| format!("header rejected: {e:?}"))?;
+    let outgoing = OutgoingRequest::new(fields);
+    let uri = request.uri();
+    outgoing
+        .set_method(&Method::from(request.method().clone()))
+        .map_err(|()| "method rejected".to_string())?;
+    outgoing
+        .set_path_with_query(uri.path_and_query().map(|p| p.as_str()))
+        .map_err(|()| "path rejected".to_string())?;
+    let scheme = match uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        _ => Scheme::Http,
+    };
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| "scheme rejected".to_string())?;
+    outgoing
+        .set_authority(uri.authority().map(|a| a.as_str()))
+        .map_err(|()| "authority rejected".to_string())?;
+    Ok(outgoing)
+}
+
+fn into_http(response: IncomingResponse) -> Result<http::Response<SpinBody>, String> {
+    let mut builder = http::Response::builder().status(response.status());
+    for (name, value) in response.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(SpinBody::new(response)?)
+        .map_err(|e| format!("reply head malformed: {e}"))
+}
+
 impl Transport for SpinHttp {
     type Body = SpinBody;
+    type Payload = RawBody;
 
     async fn send(&self, request: &S3Request) -> Result<http::Response<SpinBody>, String> {
-        let headers: Vec<(String, Vec<u8>)> = request
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
-            .collect();
-        let fields = Fields::from_list(&headers).map_err(|e| format!("header rejected: {e:?}"))?;
-        let outgoing = OutgoingRequest::new(fields);
-        let uri = request.uri();
-        outgoing
-            .set_method(&Method::from(request.method().clone()))
-            .map_err(|()| "method rejected".to_string())?;
-        outgoing
-            .set_path_with_query(uri.path_and_query().map(|p| p.as_str()))
-            .map_err(|()| "path rejected".to_string())?;
-        let scheme = match uri.scheme_str() {
-            Some("https") => Scheme::Https,
-            _ => Scheme::Http,
-        };
-        outgoing
-            .set_scheme(Some(&scheme))
-            .map_err(|()| "scheme rejected".to_string())?;
-        outgoing
-            .set_authority(uri.authority().map(|a| a.as_str()))
-            .map_err(|()| "authority rejected".to_string())?;
-
+        let outgoing = outgoing(request)?;
         // Take the body sink before the request is handed over; write while it is in flight.
         let mut sink = outgoing.take_body();
         let body = request.body();
@@ -91,21 +139,47 @@ impl Transport for SpinHttp {
         let (reply, written) = futures::join!(reply, write);
         let response = reply.map_err(|e| e.to_string())?;
         written?;
+        into_http(response)
+    }
 
-        let mut builder = http::Response::builder().status(response.status());
-        for (name, value) in response.headers().entries() {
-            builder = builder.header(name, value);
+    async fn send_payload(
+        &self,
+        request: &S3Request,
+        payload: &mut RawBody,
+    ) -> Result<http::Response<SpinBody>, StorageError> {
+        let op = "PutObject";
+        let length: u64 = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .ok_or_else(|| StorageError::Backend("payload request without a length".into()))?;
+        let outgoing = outgoing(request).map_err(|e| connection_failed(op, e))?;
+        let body = outgoing
+            .body()
+            .map_err(|()| connection_failed(op, "request body already taken"))?;
+        let future = outgoing_handler::handle(outgoing, None)
+            .map_err(|e| connection_failed(op, format!("{e:?}")))?;
+        let stream = body
+            .write()
+            .map_err(|()| connection_failed(op, "request body not writable"))?;
+        let moved = splice::exact(payload.stream(), &stream, length);
+        drop(stream);
+        match moved {
+            Ok(()) => OutgoingBody::finish(body, None)
+                .map_err(|e| connection_failed(op, format!("finishing the body: {e:?}")))?,
+            // Dropping the unfinished body cuts the request off: the server keeps nothing.
+            Err(SpliceError::Short(detail) | SpliceError::Source(detail)) => {
+                drop(body);
+                return Err(StorageError::Source(detail));
+            }
+            // The server stopped reading: its reply (below) says why.
+            Err(SpliceError::Destination(_)) => drop(body),
         }
-        let stream: BodyStream = Box::pin(
-            response
-                .take_body_stream()
-                .map(|chunk| chunk.map_err(|e| e.to_debug_string())),
-        );
-        builder
-            .body(SpinBody {
-                stream,
-                _response: response,
-            })
-            .map_err(|e| format!("reply head malformed: {e}"))
+        future.subscribe().block();
+        match future.get() {
+            Some(Ok(Ok(response))) => into_http(response).map_err(|e| connection_failed(op, e)),
+            Some(Ok(Err(e))) => Err(connection_failed(op, format!("{e:?}"))),
+            Some(Err(())) | None => Err(connection_failed(op, "no reply")),
+        }
     }
 }

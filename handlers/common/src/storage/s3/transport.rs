@@ -16,10 +16,23 @@ use super::request::S3Request;
 pub trait Transport {
     /// The reply body, read in bounded chunks.
     type Body: ByteStream;
+    /// A payload that comes from elsewhere than the request (Spin: the client's request
+    /// body, moved host-side).
+    type Payload;
 
     /// Sends `request` (its body included) and returns the reply once its head arrived.
     /// `Err` only when no reply came (connection refused, reset, timeout): the text says why.
     async fn send(&self, request: &S3Request) -> Result<http::Response<Self::Body>, String>;
+
+    /// Sends `request` with exactly its `Content-Length` bytes taken from `payload` instead
+    /// of its own body. Not retried: the payload cannot be read twice. `Source` when the
+    /// payload failed or ended early (the request is then cut off, so the server keeps
+    /// nothing); `Unavailable` when no reply came.
+    async fn send_payload(
+        &self,
+        request: &S3Request,
+        payload: &mut Self::Payload,
+    ) -> Result<http::Response<Self::Body>, StorageError>;
 }
 
 /// Reads a (small) reply body completely, keeping at most `limit` bytes.
