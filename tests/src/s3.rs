@@ -61,3 +61,14 @@ pub fn head(env: &S3Env, key: &str) -> Result<String> {
     let url = format!("{}/{}/{}", env.endpoint, env.bucket, key);
     Ok(curl(env, &url, &["-I"])?.to_ascii_lowercase())
 }
+
+/// Writes `bytes` at `key` behind the app's back (to corrupt a stored object on purpose).
+pub fn put_object(env: &S3Env, key: &str, bytes: &[u8]) -> Result<()> {
+    let file = std::env::temp_dir().join(format!("s3-put-{}", uuid::Uuid::now_v7()));
+    std::fs::write(&file, bytes)?;
+    let url = format!("{}/{}/{}", env.endpoint, env.bucket, key);
+    let file_arg = file.to_string_lossy().into_owned();
+    let result = curl(env, &url, &["-T", &file_arg]);
+    let _ = std::fs::remove_file(&file);
+    result.map(|_| ())
+}

@@ -195,3 +195,172 @@ async fn multipart_upload_round_trip() {
         .await,
     )
 }
+
+/// The object key of `bytes` under the app's S3 prefix.
+fn object_key(app: &artifact_store_tests::TestApp, bytes: &[u8]) -> String {
+    let digest = sha256_hex(bytes);
+    format!(
+        "{}sha256/{}/{}/{digest}",
+        app.s3_prefix.as_ref().unwrap(),
+        &digest[..2],
+        &digest[2..4]
+    )
+}
+
+/// A raw PUT with a declared digest goes to S3 in one request that S3 checks: a wrong
+/// digest answers 422 and leaves no object (none staged either), a body cut off mid-way
+/// leaves nothing, the right digest stores the bytes once, at their content address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_digest_is_checked_by_s3_and_nothing_is_staged() {
+    check(
+        async {
+            let app = start!(s3_cfg());
+            let p = app.tokens.producer.clone();
+            let pid = id(&app.create_package("declared", "transient").await?);
+            let env = s3_env()?.context("s3")?;
+            let prefix = app.s3_prefix.clone().unwrap();
+            let bytes = pseudo_random(3, 3_000_000);
+
+            let r = app
+                .req(
+                    reqwest::Method::PUT,
+                    Some(&p),
+                    &format!("/packages/{pid}/files/d.bin"),
+                )
+                .header("x-artifact-sha256", sha256_hex(b"not these bytes"))
+                .body(bytes.clone())
+                .send()
+                .await?;
+            artifact_store_tests::assert_problem(&read_json(r).await?, 422, "digest_mismatch");
+            let keys = s3::list_keys(&env, &prefix)?;
+            ensure!(keys.is_empty(), "a refused upload leaves nothing: {keys:?}");
+
+            // Half the body, then the connection closes.
+            {
+                use tokio::io::AsyncWriteExt;
+                let addr = app.base_url.trim_start_matches("http://").to_string();
+                let mut sock = tokio::net::TcpStream::connect(&addr).await?;
+                let head = format!(
+                    "PUT /packages/{pid}/files/d.bin HTTP/1.1\r\nHost: {addr}\r\n\
+                     Authorization: Bearer {p}\r\nx-artifact-sha256: {}\r\n\
+                     Content-Length: {}\r\n\r\n",
+                    sha256_hex(&bytes),
+                    bytes.len()
+                );
+                sock.write_all(head.as_bytes()).await?;
+                sock.write_all(&bytes[..bytes.len() / 2]).await?;
+                sock.flush().await?;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let keys = s3::list_keys(&env, &prefix)?;
+            ensure!(keys.is_empty(), "a cut-off upload leaves nothing: {keys:?}");
+            let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
+            ensure!(pkg["file_count"] == 0, "{pkg}");
+
+            let (s, f) = app.put_file(&p, &pid, "d.bin", bytes.clone()).await?;
+            ensure!(s == 201, "{f}");
+            ensure!(f["size_bytes"] == bytes.len() as u64 && f["sha256"] == sha256_hex(&bytes));
+            let keys = s3::list_keys(&env, &prefix)?;
+            ensure!(
+                keys == vec![object_key(&app, &bytes)],
+                "one object at the content address: {keys:?}"
+            );
+            let (s, got) = app.download(&app.tokens.reader, &id(&f)).await?;
+            ensure!(s == 200 && got == bytes, "download intact");
+            ensure!(app.verify_audit().await?["valid"] == true);
+            Ok(())
+        }
+        .await,
+    )
+}
+
+/// What each `verify_downloads` mode does with an object that changed behind the app's
+/// back: `true` hashes in the component and breaks the response (and records
+/// `corruption_detected`); `false` moves the bytes host-side unhashed (the client's
+/// `Repr-Digest` check catches them), but still breaks a response whose object has the
+/// wrong length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_objects_under_each_verify_downloads_mode() {
+    check(
+        async {
+            let env = s3_env()?.context("s3")?;
+            for verify in [true, false] {
+                let app = start!(s3_cfg().var("verify_downloads", verify.to_string()));
+                let p = app.tokens.producer.clone();
+                let pid = id(&app.create_package("corrupt", "transient").await?);
+                let bytes = pseudo_random(4 + verify as u64, 2_000_000);
+                let (s, f) = app.put_file(&p, &pid, "c.bin", bytes.clone()).await?;
+                ensure!(s == 201, "{f}");
+                let key = object_key(&app, &bytes);
+                let mut flipped = bytes.clone();
+                flipped[1_000_000] ^= 0xff;
+                s3::put_object(&env, &key, &flipped)?;
+
+                let r = app
+                    .req(
+                        reqwest::Method::GET,
+                        Some(&app.tokens.reader),
+                        &format!("/files/{}/download", id(&f)),
+                    )
+                    .send()
+                    .await?;
+                ensure!(r.status() == 200);
+                let digest = r.headers()["repr-digest"].to_str()?.to_string();
+                let body = r.bytes().await;
+                if verify {
+                    ensure!(body.is_err(), "verified: the response breaks off");
+                    ensure!(
+                        corruption_recorded(&app, &pid).await?,
+                        "verified: corruption recorded"
+                    );
+                } else {
+                    let body = body.context("unverified: the bytes are served")?;
+                    ensure!(body.as_ref() == flipped.as_slice());
+                    let types = app.audit_types(&pid).await?;
+                    ensure!(
+                        !types.iter().any(|t| t == "corruption_detected"),
+                        "{types:?}"
+                    );
+                    // What a client checks: the digest header names the recorded bytes.
+                    ensure!(sha256_hex(&body) != sha256_hex(&bytes));
+                    ensure!(digest.starts_with("sha-256=:"), "{digest}");
+                }
+
+                // A shorter object breaks the response in both modes.
+                s3::put_object(&env, &key, &bytes[..bytes.len() - 10])?;
+                let (s, got) = match app.download(&app.tokens.reader, &id(&f)).await {
+                    Ok(r) => r,
+                    Err(_) => (200, Vec::new()),
+                };
+                ensure!(
+                    s == 200 && got != bytes,
+                    "verify_downloads={verify}: a short object is never served as complete"
+                );
+                ensure!(
+                    corruption_recorded(&app, &pid).await?,
+                    "verify_downloads={verify}: short object recorded"
+                );
+            }
+            Ok(())
+        }
+        .await,
+    )
+}
+
+/// Whether `corruption_detected` is in the package's audit trail within a few seconds (the
+/// event is appended after the broken response is sent).
+async fn corruption_recorded(app: &artifact_store_tests::TestApp, pid: &str) -> Result<bool> {
+    for _ in 0..50 {
+        if app
+            .audit_types(pid)
+            .await?
+            .iter()
+            .any(|t| t == "corruption_detected")
+        {
+            return Ok(true);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(false)
+}

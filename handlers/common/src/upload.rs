@@ -117,11 +117,24 @@ pub async fn store_declared<M: MetadataStore, S: ObjectStore + VerifiedPut<P>, P
             // write changes nothing for the files that already reference it.
             Some(BlobState::Present) | None => {
                 store
-                    .put_verified(&location.object_key, payload, declared.size, &declared.sha256)
+                    .put_verified(
+                        &location.object_key,
+                        payload,
+                        declared.size,
+                        &declared.sha256,
+                    )
                     .await?
             }
         }
-        commit(meta, upload, &pending, location, declared.size, declared.sha256.clone()).await
+        commit(
+            meta,
+            upload,
+            &pending,
+            location,
+            declared.size,
+            declared.sha256.clone(),
+        )
+        .await
     }
     .await;
     // Nothing was staged: forgetting the pending upload ends it (and its pin, if the commit

@@ -256,5 +256,8 @@ fn declared_put_is_checked_by_the_server_and_a_mismatch_keeps_nothing() {
     let err = block_on(store.put_declared(&key, &mut other, size, &sha256)).unwrap_err();
     assert!(matches!(err, StorageError::DigestMismatch(_)), "{err:?}");
     let got = block_on(async { collect(&mut store.get(&key, None).await.unwrap()).await });
-    assert_eq!(got, bytes, "a refused overwrite leaves the object as it was");
+    assert_eq!(
+        got, bytes,
+        "a refused overwrite leaves the object as it was"
+    );
 }

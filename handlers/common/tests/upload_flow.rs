@@ -491,7 +491,10 @@ async fn every_point(path: Path, fault: Fault) {
             None => break,
         }
     }
-    eprintln!("{path:?}: {fault:?}: {} points: {outcomes:?}", outcomes.len());
+    eprintln!(
+        "{path:?}: {fault:?}: {} points: {outcomes:?}",
+        outcomes.len()
+    );
     assert!(
         outcomes.len() >= 5,
         "too few points: the script is not wired in"

@@ -23,8 +23,8 @@ use crate::body::{self, Reply, ResponseWriter};
 use crate::config::BackendKind;
 use crate::problem::{ApiError, log_error};
 use crate::range::{self, RangeRequest};
-use crate::splice::{self, SpliceError};
 use crate::request::Request;
+use crate::splice::{self, SpliceError};
 use crate::storage::{BackendReader, Backends};
 use crate::verify::Relay;
 

@@ -16,11 +16,11 @@ use artifact_store_core::ports::{
 
 use crate::body::RawBody;
 use crate::config::{BackendKind, Config};
-use crate::upload::VerifiedPut;
-use wasi::io::streams::InputStream;
 use crate::problem::{ApiError, log_error};
+use crate::upload::VerifiedPut;
 use kv::KvStore;
 use s3::{S3Config, S3Store};
+use wasi::io::streams::InputStream;
 
 pub enum Backend {
     Kv(KvStore),

@@ -584,7 +584,9 @@ mod tests {
                 .body(std::mem::take(payload))
                 .unwrap();
             *with_payload.headers_mut() = request.headers().clone();
-            self.send(&with_payload).await.map_err(StorageError::Backend)
+            self.send(&with_payload)
+                .await
+                .map_err(StorageError::Backend)
         }
 
         async fn send(&self, request: &S3Request) -> Result<http::Response<Body>, String> {

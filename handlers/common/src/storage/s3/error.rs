@@ -130,7 +130,13 @@ mod tests {
     #[test]
     fn maps_codes() {
         assert!(matches!(
-            map_reply("PutObject", "k", 400, None, &body("XAmzContentSHA256Mismatch")),
+            map_reply(
+                "PutObject",
+                "k",
+                400,
+                None,
+                &body("XAmzContentSHA256Mismatch")
+            ),
             StorageError::DigestMismatch(_)
         ));
         assert_eq!(

@@ -121,7 +121,13 @@ impl S3Requests {
     ) -> Result<S3Request, StorageError> {
         let mut headers = vec![content_type_octets()];
         headers.extend(self.write_headers());
-        let mut request = self.signed("PUT", self.object_url(key, &[]), headers, sha256, Vec::new())?;
+        let mut request = self.signed(
+            "PUT",
+            self.object_url(key, &[]),
+            headers,
+            sha256,
+            Vec::new(),
+        )?;
         request
             .headers_mut()
             .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(size));
