@@ -1,6 +1,12 @@
 //! `cargo xtask bench`: request rate and byte-path throughput of the app under the harness
 //! and under the real Spin CLI, side by side, next to a direct transfer of the same bytes
-//! to the same Ceph RGW.
+//! to the same Ceph RGW, and next to the bounds of each path:
+//! - `direct-signed`: curl to S3 with the payload's sha256 signed, so the server hashes it,
+//!   as for the app's declared-digest uploads (`s3-*`, which move bytes host-side);
+//! - `sha256-<host>`: the `hash-probe` component, which only reads and hashes its body: the
+//!   bound of every path that hashes in the component (`kv-*`, and `s3-hashed-harness`:
+//!   no declared digest, `verify_downloads=true`);
+//! - `local-file`: the file copied and synced on this disk, against the kv backend.
 //!
 //! Decisions:
 //! - These machines are two shared, noisy cores, so the bench reports ratios measured side
@@ -13,7 +19,7 @@
 //!   timing is the wall clock around the curl process. The request rate comes from
 //!   `load.rs`, one keep-alive connection per client thread.
 //! - Each round writes new random bytes, so no upload is deduplicated against an earlier
-//!   one: every app upload includes the promote from staging to the final key.
+//!   one.
 //! - The harness's peak RSS is read from `VmHWM` and reset through `clear_refs` before each
 //!   transfer, so the peak belongs to that transfer (it shows bounded-memory streaming).
 //!   Spin serves from a child process of `spin up`, so its RSS is not shown.
@@ -52,10 +58,11 @@ impl Host {
     }
 }
 
-/// One upload and download, and the harness's peak RSS during each (harness apps only).
+/// One upload and download (none for `hash-probe`), and the harness's peak RSS during each
+/// (harness apps only).
 struct Sample {
     upload: Duration,
-    download: Duration,
+    download: Option<Duration>,
     upload_rss_kib: Option<u64>,
     download_rss_kib: Option<u64>,
 }
@@ -73,6 +80,7 @@ pub fn bench(
     // Another directory brings its own build.
     if build_first && app_dir.is_none() {
         build::build_all()?;
+        build::build_wasm(&["hash-probe"])?;
     }
     let root = app_dir.unwrap_or_else(repo_root);
     let harness = root.join("target/debug/harness");
@@ -100,6 +108,48 @@ pub fn bench(
     result
 }
 
+/// What a round transfers the file to and from.
+enum Target {
+    App(App),
+    /// `hash-probe` under a host: the in-guest sha256 rate (upload only).
+    Probe(App),
+    /// curl straight to the S3 server. `signed`: the payload's sha256 is signed, so the
+    /// server hashes it, as it does for the app's declared-digest uploads.
+    Direct { signed: bool },
+    /// The file copied to a local file and synced: what this disk does.
+    LocalFile,
+}
+
+impl Target {
+    fn label(&self) -> String {
+        match self {
+            Target::App(app) | Target::Probe(app) => app.name.clone(),
+            Target::Direct { signed: false } => "direct-curl".into(),
+            Target::Direct { signed: true } => "direct-signed".into(),
+            Target::LocalFile => "local-file".into(),
+        }
+    }
+
+    fn transfer(
+        &self,
+        work: &Workdir,
+        s3: &S3,
+        file: &Path,
+        sha: &str,
+        size: u64,
+        round: usize,
+    ) -> Result<Sample> {
+        match self {
+            Target::App(app) => app.transfer(work, file, sha, size),
+            Target::Probe(app) => app.hash(work, file, sha, size),
+            Target::Direct { signed } => {
+                s3.transfer(work, file, signed.then_some(sha), size, round)
+            }
+            Target::LocalFile => local_transfer(work, file),
+        }
+    }
+}
+
 fn measure(
     root: &Path,
     work: &Workdir,
@@ -109,21 +159,53 @@ fn measure(
     runs: usize,
 ) -> Result<()> {
     let token = format!("bench_{}", hex::encode(random_bytes::<32>()?));
-    let mut apps = Vec::new();
+    let manifest = root.join("spin.toml");
+    let probe_manifest = write_probe_manifest(root, work)?;
+    let mut targets = Vec::new();
     for (backend, vars) in [("kv", Vec::new()), ("s3", s3.app_variables())] {
         for (host, bin) in hosts {
-            apps.push(App::start(root, work, backend, *host, bin, &token, &vars)?);
+            let name = format!("{backend}-{}", host.label());
+            let app = App::start(root, work, &name, &manifest, *host, bin, &token, &vars)?;
+            targets.push(Target::App(app));
         }
     }
-    let idle: Vec<Option<u64>> = apps.iter().map(App::rss_kib).collect();
+    // S3 through the paths that hash in the component: no declared digest (staged, hashed,
+    // copied) and verified downloads.
+    let mut hashed = s3.app_variables();
+    hashed.push(("verify_downloads".into(), "true".into()));
+    let (host, bin) = &hosts[0];
+    let mut app = App::start(root, work, "s3-hashed-harness", &manifest, *host, bin, &token, &hashed)?;
+    app.declare = false;
+    targets.push(Target::App(app));
+    for (host, bin) in hosts {
+        let name = format!("sha256-{}", host.label());
+        let probe = App::start(root, work, &name, &probe_manifest, *host, bin, &token, &[])?;
+        targets.push(Target::Probe(probe));
+    }
+    targets.extend([
+        Target::Direct { signed: false },
+        Target::Direct { signed: true },
+        Target::LocalFile,
+    ]);
+    let idle: Vec<Option<u64>> = targets
+        .iter()
+        .map(|t| match t {
+            Target::App(app) | Target::Probe(app) => app.rss_kib(),
+            _ => None,
+        })
+        .collect();
 
-    request_rate(&apps[..hosts.len()])?;
+    let kv_apps: Vec<&App> = targets[..hosts.len()]
+        .iter()
+        .filter_map(|t| match t {
+            Target::App(app) => Some(app),
+            _ => None,
+        })
+        .collect();
+    request_rate(&kv_apps)?;
 
-    // Targets: every app, then curl straight to S3 (index apps.len()).
-    let targets = apps.len() + 1;
-    let label = |t: usize| apps.get(t).map_or("direct-curl".to_string(), App::label);
     let file = work.path.join("big.bin");
-    let mut samples: Vec<Vec<Sample>> = (0..targets).map(|_| Vec::new()).collect();
+    let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
     for round in 0..runs {
         step(&format!(
             "round {}/{runs}: writing {} MiB of random bytes",
@@ -131,29 +213,66 @@ fn measure(
             size / MIB
         ));
         let sha = write_random_file(&file, size)?;
-        for i in 0..targets {
-            let at = (round + i) % targets;
-            let sample = match apps.get(at) {
-                Some(app) => app.transfer(work, &file, &sha, size)?,
-                None => s3.transfer(work, &file, size, round)?,
-            };
+        for i in 0..targets.len() {
+            let at = (round + i) % targets.len();
+            let sample = targets[at].transfer(work, s3, &file, &sha, size, round)?;
             eprintln!(
-                "    {:<15} upload {:>6.1} MiB/s   download {:>6.1} MiB/s",
-                label(at),
+                "    {:<18} upload {:>6.1} MiB/s   download {}",
+                targets[at].label(),
                 mib_per_sec(size, sample.upload),
-                mib_per_sec(size, sample.download)
+                sample
+                    .download
+                    .map_or("-".into(), |d| format!("{:>6.1} MiB/s", mib_per_sec(size, d)))
             );
             samples[at].push(sample);
         }
     }
-    let labels: Vec<String> = (0..targets).map(label).collect();
+    let labels: Vec<String> = targets.iter().map(Target::label).collect();
     report(size, runs, &labels, &samples, &idle);
     Ok(())
 }
 
+/// A manifest that serves `hash-probe` on every path.
+fn write_probe_manifest(root: &Path, work: &Workdir) -> Result<PathBuf> {
+    let wasm = root.join("target/wasm32-wasip2/release/hash_probe.wasm");
+    if !wasm.is_file() {
+        bail!("{} missing: run `cargo xtask bench` without --no-build", wasm.display());
+    }
+    let path = work.path.join("probe-spin.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"hash-probe\"\n\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"hash\"\n\n\
+             [component.hash]\nsource = \"{}\"\n",
+            wasm.display()
+        ),
+    )?;
+    Ok(path)
+}
+
+/// Copies the file and syncs the copy (upload), then reads the copy back (download, from
+/// the page cache).
+fn local_transfer(work: &Workdir, file: &Path) -> Result<Sample> {
+    let copy = work.path.join("local-copy.bin");
+    let started = Instant::now();
+    std::fs::copy(file, &copy)?;
+    std::fs::File::open(&copy)?.sync_all()?;
+    let upload = started.elapsed();
+    let started = Instant::now();
+    std::io::copy(&mut std::fs::File::open(&copy)?, &mut std::io::sink())?;
+    let download = started.elapsed();
+    std::fs::remove_file(&copy)?;
+    Ok(Sample {
+        upload,
+        download: Some(download),
+        upload_rss_kib: None,
+        download_rss_kib: None,
+    })
+}
 /// `GET /packages/{id}` at `RATE_CONNECTIONS` connections on each host (kv apps), runs
 /// alternating between hosts; prints req/s, p50 and p99 (median run by req/s).
-fn request_rate(apps: &[App]) -> Result<()> {
+fn request_rate(apps: &[&App]) -> Result<()> {
     let mut results: Vec<Vec<load::LoadResult>> = apps.iter().map(|_| Vec::new()).collect();
     let mut paths = Vec::new();
     for app in apps {
@@ -227,23 +346,24 @@ fn report(
         size / MIB
     );
     println!(
-        "{:<16} {:>9} {:>9} {:>16} {:>18}",
+        "{:<18} {:>9} {:>9} {:>16} {:>18}",
         "", "upload", "download", "peak RSS upload", "peak RSS download"
     );
-    let mut medians = Vec::new();
+    let mut medians = std::collections::HashMap::new();
     for (label, runs) in labels.iter().zip(samples) {
         let up = median(runs.iter().map(|s| s.upload).collect());
-        let down = median(runs.iter().map(|s| s.download).collect());
+        let downs: Vec<Duration> = runs.iter().filter_map(|s| s.download).collect();
+        let down = (!downs.is_empty()).then(|| median(downs));
         let rss = |f: fn(&Sample) -> Option<u64>| kib_as_mib(runs.iter().filter_map(f).max());
         println!(
-            "{:<16} {:>9.1} {:>9.1} {:>16} {:>18}",
+            "{:<18} {:>9.1} {:>9} {:>16} {:>18}",
             label,
             mib_per_sec(size, up),
-            mib_per_sec(size, down),
+            down.map_or("-".into(), |d| format!("{:.1}", mib_per_sec(size, d))),
             rss(|s| s.upload_rss_kib),
             rss(|s| s.download_rss_kib)
         );
-        medians.push((up, down));
+        medians.insert(label.as_str(), (Some(up), down));
     }
     let idle: Vec<String> = labels
         .iter()
@@ -257,58 +377,68 @@ fn report(
         idle.join(", ")
     );
     println!();
-    let direct = medians.len() - 1;
-    // A throughput ratio is the inverse of the time ratio.
-    let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
-    for (name, pick) in [
-        (
-            "upload",
-            (|m: &(Duration, Duration)| m.0) as fn(&(Duration, Duration)) -> Duration,
-        ),
-        ("download", |m| m.1),
-    ] {
-        for (i, label) in labels[..direct].iter().enumerate() {
+    // A throughput ratio is the inverse of the time ratio; pairs missing in this run
+    // (no Spin) are skipped.
+    let line = |name: &str, a: &str, b: &str, why: &str| {
+        let pick = |l: &str| {
+            medians.get(l).and_then(|m: &(Option<Duration>, Option<Duration>)| {
+                if name == "upload" { m.0 } else { m.1 }
+            })
+        };
+        if let (Some(x), Some(y)) = (pick(a), pick(b)) {
             println!(
-                "{name} {label} / {} = {:.2}",
-                labels[direct],
-                ratio(pick(&medians[i]), pick(&medians[direct]))
+                "{name:<8} {a:>17} / {b:<16} = {:.2}   {why}",
+                y.as_secs_f64() / x.as_secs_f64()
             );
         }
-        // Harness against Spin on the same backend (apps come in host pairs).
-        if direct % 2 == 0 && direct >= 2 {
-            for pair in (0..direct).step_by(2) {
-                println!(
-                    "{name} {} / {} = {:.2}",
-                    labels[pair],
-                    labels[pair + 1],
-                    ratio(pick(&medians[pair]), pick(&medians[pair + 1]))
-                );
-            }
+    };
+    for name in ["upload", "download"] {
+        for app in ["kv-harness", "kv-spin", "s3-harness", "s3-spin", "s3-hashed-harness"] {
+            line(name, app, "direct-curl", "of the storage's own speed");
+        }
+        for (a, b) in [("kv-harness", "kv-spin"), ("s3-harness", "s3-spin")] {
+            line(name, a, b, "harness against Spin");
         }
     }
+    for app in ["s3-harness", "s3-spin"] {
+        line("upload", app, "direct-signed", "bound: the server hashes the payload");
+    }
+    for (app, probe) in [
+        ("kv-harness", "sha256-harness"),
+        ("kv-spin", "sha256-spin"),
+        ("s3-hashed-harness", "sha256-harness"),
+    ] {
+        line("upload", app, probe, "bound: sha256 in the component");
+    }
+    line("download", "s3-hashed-harness", "sha256-harness", "bound: sha256 in the component");
+    line("upload", "kv-harness", "local-file", "against writing a local file");
+    line("upload", "direct-signed", "direct-curl", "what signing the digest costs the server");
 }
 
-/// A running host serving the app with one backend.
+/// A running host serving a manifest (the app, or `hash-probe`).
 struct App {
-    backend: &'static str,
+    name: String,
     host: Host,
     base: String,
     token: String,
+    /// Uploads declare their sha256 (`x-artifact-sha256`).
+    declare: bool,
     child: Child,
 }
 
 impl App {
+    #[allow(clippy::too_many_arguments)]
     fn start(
         root: &Path,
         work: &Workdir,
-        backend: &'static str,
+        name: &str,
+        manifest: &Path,
         host: Host,
         bin: &Path,
         token: &str,
         extra: &[(String, String)],
     ) -> Result<App> {
         let port = free_port()?;
-        let name = format!("{backend}-{}", host.label());
         let state = work.path.join(format!("state-{name}"));
         std::fs::create_dir_all(&state)?;
         // Both hosts need the `blobs` store defined (Spin refuses the app otherwise).
@@ -327,7 +457,9 @@ impl App {
         // Its own process group: Spin runs its triggers as child processes.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.current_dir(root)
-            .args(["up", "--from", "spin.toml", "--listen"])
+            .args(["up", "--from"])
+            .arg(manifest)
+            .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--state-dir")
             .arg(&state)
@@ -348,8 +480,9 @@ impl App {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let mut app = App {
-            backend,
+            name: name.to_string(),
             host,
+            declare: true,
             base: format!("http://127.0.0.1:{port}"),
             token: token.to_string(),
             child,
@@ -359,7 +492,7 @@ impl App {
     }
 
     fn label(&self) -> String {
-        format!("{}-{}", self.backend, self.host.label())
+        self.name.clone()
     }
 
     fn wait_ready(&mut self, log: &Path) -> Result<()> {
@@ -422,8 +555,11 @@ impl App {
         let package = self.create_package(&reply)?;
 
         let mut upload = curl(&reply);
+        upload.args(["-H", &auth]);
+        if self.declare {
+            upload.args(["-H", &format!("x-artifact-sha256: {sha}")]);
+        }
         upload
-            .args(["-H", &auth, "-H", &format!("x-artifact-sha256: {sha}")])
             .args(["-H", "Content-Type: application/octet-stream", "-T"])
             .arg(file)
             .arg(format!("{}/packages/{package}/files/big.bin", self.base));
@@ -444,9 +580,30 @@ impl App {
         let download_time = started.elapsed();
         Ok(Sample {
             upload: upload_time,
-            download: download_time,
+            download: Some(download_time),
             upload_rss_kib,
             download_rss_kib: self.peak_rss_kib(),
+        })
+    }
+
+    /// Sends `file` to `hash-probe`, which answers its sha256 and size.
+    fn hash(&self, work: &Workdir, file: &Path, sha: &str, size: u64) -> Result<Sample> {
+        let reply = work.path.join("probe.txt");
+        let mut upload = curl(&reply);
+        upload.arg("-T").arg(file).arg(format!("{}/hash", self.base));
+        self.reset_peak_rss();
+        let started = Instant::now();
+        expect_status(&mut upload, "200", &reply, "hash-probe")?;
+        let upload = started.elapsed();
+        let answer = std::fs::read_to_string(&reply)?;
+        if answer.trim() != format!("{sha} {size}") {
+            bail!("hash-probe answered {answer:?}, expected {sha} {size}");
+        }
+        Ok(Sample {
+            upload,
+            download: None,
+            upload_rss_kib: self.peak_rss_kib(),
+            download_rss_kib: None,
         })
     }
 
@@ -532,34 +689,44 @@ impl S3 {
         format!("{}/{}/{key}", self.endpoint, self.bucket)
     }
 
-    /// A curl signing with SigV4 for this server.
-    fn curl(&self, out: &Path) -> Command {
+    /// A curl signing with SigV4 for this server; `payload` is the signed payload hash.
+    fn curl(&self, out: &Path, payload: &str) -> Command {
         let mut cmd = curl(out);
         cmd.args(["--aws-sigv4", &format!("aws:amz:{}:s3", self.region)])
             .args([
                 "--user",
                 &format!("{}:{}", self.access_key, self.secret_key),
             ])
-            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]);
+            .args(["-H", &format!("x-amz-content-sha256: {payload}")]);
         cmd
     }
 
-    /// PUT then GET of `file` straight to the bucket, under this run's prefix.
-    fn transfer(&self, work: &Workdir, file: &Path, size: u64, round: usize) -> Result<Sample> {
-        let url = self.url(&format!("{}direct/round-{round}", self.prefix));
+    /// PUT then GET of `file` straight to the bucket, under this run's prefix; with
+    /// `signed_sha`, the PUT signs the payload's digest (the server then hashes the body and
+    /// refuses a mismatch, like the app's declared-digest uploads).
+    fn transfer(
+        &self,
+        work: &Workdir,
+        file: &Path,
+        signed_sha: Option<&str>,
+        size: u64,
+        round: usize,
+    ) -> Result<Sample> {
+        let name = if signed_sha.is_some() { "signed" } else { "direct" };
+        let url = self.url(&format!("{}{name}/round-{round}", self.prefix));
         let reply = work.path.join("reply.xml");
-        let mut put = self.curl(&reply);
+        let mut put = self.curl(&reply, signed_sha.unwrap_or("UNSIGNED-PAYLOAD"));
         put.arg("-T").arg(file).arg(&url);
         let started = Instant::now();
         expect_status(&mut put, "200", &reply, "direct PUT")?;
         let upload = started.elapsed();
-        let mut get = self.curl(Path::new("/dev/null"));
+        let mut get = self.curl(Path::new("/dev/null"), "UNSIGNED-PAYLOAD");
         get.arg(&url);
         let started = Instant::now();
         expect_download(&mut get, size, "direct GET")?;
         Ok(Sample {
             upload,
-            download: started.elapsed(),
+            download: Some(started.elapsed()),
             upload_rss_kib: None,
             download_rss_kib: None,
         })
@@ -569,7 +736,7 @@ impl S3 {
     fn remove_prefix(&self, scratch: &Path) {
         let listing = scratch.join("listing.xml");
         for _ in 0..100 {
-            let mut list = self.curl(&listing);
+            let mut list = self.curl(&listing, "UNSIGNED-PAYLOAD");
             // curl signs the query as written: escape the `/` as SigV4 does.
             list.arg(format!(
                 "{}/{}?list-type=2&prefix={}",
@@ -587,7 +754,7 @@ impl S3 {
                 return;
             }
             for key in keys {
-                let mut delete = self.curl(Path::new("/dev/null"));
+                let mut delete = self.curl(Path::new("/dev/null"), "UNSIGNED-PAYLOAD");
                 delete.args(["-X", "DELETE"]).arg(self.url(&key));
                 let _ = delete.output();
             }

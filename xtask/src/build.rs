@@ -71,11 +71,20 @@ fn ensure_wasm_target() -> Result<()> {
 }
 
 pub fn build_components() -> Result<()> {
+    build_wasm(&COMPONENTS)
+}
+
+/// Builds `crates` for wasm32-wasip2 with the release profile (the app's, or the bench's
+/// `hash-probe`).
+pub fn build_wasm(crates: &[&str]) -> Result<()> {
     ensure_wasm_target()?;
-    step("building the wasm components (release, wasm32-wasip2)");
+    step(&format!(
+        "building wasm components (release, wasm32-wasip2): {}",
+        crates.join(", ")
+    ));
     let mut cmd = cargo();
     cmd.args(["build", "--release", "--target", "wasm32-wasip2"]);
-    for c in COMPONENTS {
+    for c in crates {
         cmd.args(["-p", c]);
     }
     run(&mut cmd)
