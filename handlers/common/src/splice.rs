@@ -21,12 +21,21 @@ pub enum SpliceError {
     Destination(String),
 }
 
-/// Moves exactly `len` bytes from `src` to `dst`, blocking while either side is not ready,
+/// Moves exactly `len` bytes from `src` to `dst`, waiting while either side is not ready,
 /// then flushes `dst`.
+///
+/// Non-blocking `splice` plus waiting on whichever side held it up, rather than
+/// `blocking-splice`: the latter also waits for each step to be flushed before it reads
+/// the next, so reading and sending never overlap.
 pub fn exact(src: &InputStream, dst: &OutputStream, len: u64) -> Result<(), SpliceError> {
     let mut moved = 0;
     while moved < len {
-        match dst.blocking_splice(src, (len - moved).min(STEP)) {
+        match dst.splice(src, (len - moved).min(STEP)) {
+            Ok(0) => match dst.check_write() {
+                Ok(0) => dst.subscribe().block(),
+                Ok(_) => src.subscribe().block(),
+                Err(e) => return Err(SpliceError::Destination(describe(e))),
+            },
             Ok(n) => moved += n,
             Err(e) => return Err(blame(dst, e, moved, len)),
         }
