@@ -47,7 +47,8 @@ impl ByteStream for RequestBody {
     }
 }
 
-/// The request body as the host's stream, for moving it host-side (`crate::splice`).
+/// An incoming body (a request's, or an outbound reply's) as the host's stream, for
+/// reading it directly or moving it host-side (`crate::splice`).
 pub struct RawBody {
     // Field order matters: the stream must be dropped before the body it reads from.
     stream: InputStream,
@@ -59,9 +60,13 @@ impl RawBody {
         let body = req
             .consume()
             .map_err(|()| "request body already taken".to_string())?;
+        RawBody::from_body(body)
+    }
+
+    pub fn from_body(body: IncomingBody) -> Result<RawBody, String> {
         let stream = body
             .stream()
-            .map_err(|()| "request body not readable".to_string())?;
+            .map_err(|()| "body not readable".to_string())?;
         Ok(RawBody {
             stream,
             _body: body,

@@ -11,7 +11,6 @@ use artifact_store_core::ports::{ByteStream, StorageError};
 use futures::SinkExt;
 use spin_sdk::http::{Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
-use spin_sdk::wit::wasi::http0_2_0::types::IncomingBody;
 use wasi::io::streams::{InputStream, StreamError};
 
 use super::error::{DEFAULT_RETRY_AFTER_SECS, connection_failed};
@@ -32,9 +31,8 @@ pub struct SpinHttp;
 
 /// A reply body streamed from the host.
 pub struct SpinBody {
-    // Field order matters: the stream, then the body, then the response it belongs to.
-    stream: InputStream,
-    _body: IncomingBody,
+    // Field order matters: the body must be dropped before the response it belongs to.
+    body: RawBody,
     _response: IncomingResponse,
 }
 
@@ -43,26 +41,22 @@ impl SpinBody {
         let body = response
             .consume()
             .map_err(|()| "reply body already taken".to_string())?;
-        let stream = body
-            .stream()
-            .map_err(|()| "reply body not readable".to_string())?;
         Ok(SpinBody {
-            stream,
-            _body: body,
+            body: RawBody::from_body(body)?,
             _response: response,
         })
     }
 
     /// The host's stream, to move the body host-side (`crate::splice`).
     pub fn stream(&self) -> &InputStream {
-        &self.stream
+        self.body.stream()
     }
 }
 
 impl ByteStream for SpinBody {
     async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
         loop {
-            match self.stream.blocking_read(READ_CHUNK) {
+            match self.stream().blocking_read(READ_CHUNK) {
                 Ok(chunk) if chunk.is_empty() => continue,
                 Ok(chunk) => return Ok(Some(chunk)),
                 Err(StreamError::Closed) => return Ok(None),
