@@ -109,9 +109,10 @@ pub trait ObjectStore {
         meta: &PutMetadata,
     ) -> Result<PutReceipt, StorageError>;
 
-    /// Makes the bytes at `from` (a finished staging object) readable at `to` as well. Readers
-    /// never see `to` half-written. `from` is left in place (delete it separately).
-    async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError>;
+    /// Makes the bytes at `from` (a finished staging object) readable at `to`. Readers never
+    /// see `to` half-written. The backend may move rather than copy: afterwards `from` is
+    /// only to be deleted (which the caller must still do), never read.
+    async fn promote(&self, from: &str, to: &str) -> Result<(), StorageError>;
 
     /// Streams the object (or the range of it).
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<Self::Reader, StorageError>;

@@ -115,7 +115,9 @@ enum Target {
     Probe(App),
     /// curl straight to the S3 server. `signed`: the payload's sha256 is signed, so the
     /// server hashes it, as it does for the app's declared-digest uploads.
-    Direct { signed: bool },
+    Direct {
+        signed: bool,
+    },
     /// The file copied to a local file and synced: what this disk does.
     LocalFile,
 }
@@ -174,7 +176,16 @@ fn measure(
     let mut hashed = s3.app_variables();
     hashed.push(("verify_downloads".into(), "true".into()));
     let (host, bin) = &hosts[0];
-    let mut app = App::start(root, work, "s3-hashed-harness", &manifest, *host, bin, &token, &hashed)?;
+    let mut app = App::start(
+        root,
+        work,
+        "s3-hashed-harness",
+        &manifest,
+        *host,
+        bin,
+        &token,
+        &hashed,
+    )?;
     app.declare = false;
     targets.push(Target::App(app));
     for (host, bin) in hosts {
@@ -220,9 +231,10 @@ fn measure(
                 "    {:<18} upload {:>6.1} MiB/s   download {}",
                 targets[at].label(),
                 mib_per_sec(size, sample.upload),
-                sample
-                    .download
-                    .map_or("-".into(), |d| format!("{:>6.1} MiB/s", mib_per_sec(size, d)))
+                sample.download.map_or("-".into(), |d| format!(
+                    "{:>6.1} MiB/s",
+                    mib_per_sec(size, d)
+                ))
             );
             samples[at].push(sample);
         }
@@ -236,7 +248,10 @@ fn measure(
 fn write_probe_manifest(root: &Path, work: &Workdir) -> Result<PathBuf> {
     let wasm = root.join("target/wasm32-wasip2/release/hash_probe.wasm");
     if !wasm.is_file() {
-        bail!("{} missing: run `cargo xtask bench` without --no-build", wasm.display());
+        bail!(
+            "{} missing: run `cargo xtask bench` without --no-build",
+            wasm.display()
+        );
     }
     let path = work.path.join("probe-spin.toml");
     std::fs::write(
@@ -381,9 +396,11 @@ fn report(
     // (no Spin) are skipped.
     let line = |name: &str, a: &str, b: &str, why: &str| {
         let pick = |l: &str| {
-            medians.get(l).and_then(|m: &(Option<Duration>, Option<Duration>)| {
-                if name == "upload" { m.0 } else { m.1 }
-            })
+            medians.get(l).and_then(
+                |m: &(Option<Duration>, Option<Duration>)| {
+                    if name == "upload" { m.0 } else { m.1 }
+                },
+            )
         };
         if let (Some(x), Some(y)) = (pick(a), pick(b)) {
             println!(
@@ -393,7 +410,13 @@ fn report(
         }
     };
     for name in ["upload", "download"] {
-        for app in ["kv-harness", "kv-spin", "s3-harness", "s3-spin", "s3-hashed-harness"] {
+        for app in [
+            "kv-harness",
+            "kv-spin",
+            "s3-harness",
+            "s3-spin",
+            "s3-hashed-harness",
+        ] {
             line(name, app, "direct-curl", "of the storage's own speed");
         }
         for (a, b) in [("kv-harness", "kv-spin"), ("s3-harness", "s3-spin")] {
@@ -401,7 +424,12 @@ fn report(
         }
     }
     for app in ["s3-harness", "s3-spin"] {
-        line("upload", app, "direct-signed", "bound: the server hashes the payload");
+        line(
+            "upload",
+            app,
+            "direct-signed",
+            "bound: the server hashes the payload",
+        );
     }
     for (app, probe) in [
         ("kv-harness", "sha256-harness"),
@@ -410,9 +438,24 @@ fn report(
     ] {
         line("upload", app, probe, "bound: sha256 in the component");
     }
-    line("download", "s3-hashed-harness", "sha256-harness", "bound: sha256 in the component");
-    line("upload", "kv-harness", "local-file", "against writing a local file");
-    line("upload", "direct-signed", "direct-curl", "what signing the digest costs the server");
+    line(
+        "download",
+        "s3-hashed-harness",
+        "sha256-harness",
+        "bound: sha256 in the component",
+    );
+    line(
+        "upload",
+        "kv-harness",
+        "local-file",
+        "against writing a local file",
+    );
+    line(
+        "upload",
+        "direct-signed",
+        "direct-curl",
+        "what signing the digest costs the server",
+    );
 }
 
 /// A running host serving a manifest (the app, or `hash-probe`).
@@ -590,7 +633,10 @@ impl App {
     fn hash(&self, work: &Workdir, file: &Path, sha: &str, size: u64) -> Result<Sample> {
         let reply = work.path.join("probe.txt");
         let mut upload = curl(&reply);
-        upload.arg("-T").arg(file).arg(format!("{}/hash", self.base));
+        upload
+            .arg("-T")
+            .arg(file)
+            .arg(format!("{}/hash", self.base));
         self.reset_peak_rss();
         let started = Instant::now();
         expect_status(&mut upload, "200", &reply, "hash-probe")?;
@@ -712,7 +758,11 @@ impl S3 {
         size: u64,
         round: usize,
     ) -> Result<Sample> {
-        let name = if signed_sha.is_some() { "signed" } else { "direct" };
+        let name = if signed_sha.is_some() {
+            "signed"
+        } else {
+            "direct"
+        };
         let url = self.url(&format!("{}{name}/round-{round}", self.prefix));
         let reply = work.path.join("reply.xml");
         let mut put = self.curl(&reply, signed_sha.unwrap_or("UNSIGNED-PAYLOAD"));

@@ -27,11 +27,13 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                     body: text.into_bytes(),
                 };
             }
-            Err(e) => break Reply {
-                status: 400,
-                headers: Vec::new(),
-                body: e.to_string().into_bytes(),
-            },
+            Err(e) => {
+                break Reply {
+                    status: 400,
+                    headers: Vec::new(),
+                    body: e.to_string().into_bytes(),
+                };
+            }
         }
     };
     body::send(out, Ok(reply));

@@ -219,7 +219,7 @@ async fn stage_and_commit<M: MetadataStore, S: ObjectStore>(
         Some(BlobState::Deleting) => return Err(being_deleted()),
         None => {
             store
-                .copy(&pending.staging_key, &location.object_key)
+                .promote(&pending.staging_key, &location.object_key)
                 .await?
         }
     }

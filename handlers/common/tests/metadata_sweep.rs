@@ -46,7 +46,7 @@ impl ObjectStore for FakeStore {
         Err(StorageError::Backend("not used by sweeps".into()))
     }
 
-    async fn copy(&self, _from: &str, _to: &str) -> Result<(), StorageError> {
+    async fn promote(&self, _from: &str, _to: &str) -> Result<(), StorageError> {
         Err(StorageError::Backend("not used by sweeps".into()))
     }
 

@@ -190,10 +190,10 @@ fn copy_promotes_staging_and_missing_source_is_not_found() {
         format!("{prefix}sha256/aa/bb/c"),
     );
     block_on(store.put(&staging, &mut TestBody::new(5000, 1000), &meta(1 << 20))).unwrap();
-    block_on(store.copy(&staging, &fin)).unwrap();
+    block_on(store.promote(&staging, &fin)).unwrap();
     let got = block_on(async { collect(&mut store.get(&fin, None).await.unwrap()).await });
     assert_eq!(got, pattern(5000));
-    let err = block_on(store.copy(&format!("{prefix}missing"), &fin)).unwrap_err();
+    let err = block_on(store.promote(&format!("{prefix}missing"), &fin)).unwrap_err();
     assert!(matches!(err, StorageError::NotFound(_)), "{err:?}");
 }
 

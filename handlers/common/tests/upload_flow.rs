@@ -183,7 +183,7 @@ impl ObjectStore for FakeStore {
         Ok(receipt)
     }
 
-    async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+    async fn promote(&self, from: &str, to: &str) -> Result<(), StorageError> {
         self.0.at_point(true).await.map_err(|_| injected())?;
         let bytes = self.0.objects.borrow().get(from).cloned();
         let bytes = bytes.ok_or_else(|| StorageError::NotFound(from.into()))?;

@@ -6,6 +6,12 @@
 //! absent object whatever chunks lie around. Deletion therefore removes the meta first.
 //! Chunks are 1 MiB because Spin bounds key-value values; a range read touches only the
 //! chunks it needs. The cost is one KV round trip per MiB.
+//!
+//! Promotion moves, never copies: the final key's meta points at the staged chunks
+//! (`"chunks_at": "<staging key>"`), and the staging key becomes a forwarding entry
+//! (`{"moved_to","chunks"}`), written first. Deleting a forwarding entry frees the chunks
+//! only if the key it names does not point at them, so a crash between the two writes
+//! loses nothing and leaks nothing.
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -29,6 +35,36 @@ pub struct KvMeta {
     pub sha256: String,
     pub chunk_size: u64,
     pub chunks: u64,
+    /// The key whose chunk entries hold the bytes, when not this one (a promoted object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks_at: Option<String>,
+}
+
+/// What a key of the store holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KvEntry {
+    Object(KvMeta),
+    /// A promoted staging key: its `chunks` chunk entries belong to `moved_to`'s object,
+    /// once that object's meta points at them.
+    Moved {
+        moved_to: String,
+        chunks: u64,
+    },
+}
+
+impl KvMeta {
+    /// The key under which this object's chunks are stored.
+    pub fn chunk_base<'a>(&'a self, key: &'a str) -> &'a str {
+        self.chunks_at.as_deref().unwrap_or(key)
+    }
+}
+
+/// Whether deleting the forwarding entry at `key` must also delete its chunks: only if the
+/// object it was moved to does not use them (the promotion never finished, or another
+/// upload's bytes replaced it).
+pub fn moved_chunks_are_free(key: &str, target: Option<&KvMeta>) -> bool {
+    target.is_none_or(|m| m.chunks_at.as_deref() != Some(key))
 }
 
 /// Chunk count and boundaries, shared by writer and reader.
@@ -69,7 +105,7 @@ impl KvStore {
         Ok(self.store.get_or_init(|| s).clone())
     }
 
-    fn meta(&self, store: &Store, key: &str) -> Result<Option<KvMeta>, StorageError> {
+    fn entry(&self, store: &Store, key: &str) -> Result<Option<KvEntry>, StorageError> {
         match store.get(key).map_err(|e| unavailable("get", e))? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
@@ -78,10 +114,33 @@ impl KvStore {
         }
     }
 
+    /// The object at `key` (a forwarding entry is no object).
+    fn meta(&self, store: &Store, key: &str) -> Result<Option<KvMeta>, StorageError> {
+        Ok(match self.entry(store, key)? {
+            Some(KvEntry::Object(meta)) => Some(meta),
+            Some(KvEntry::Moved { .. }) | None => None,
+        })
+    }
+
+    fn set_entry(store: &Store, key: &str, entry: &KvEntry) -> Result<(), StorageError> {
+        let json = serde_json::to_vec(entry).unwrap_or_default();
+        store.set(key, &json).map_err(|e| unavailable("set", e))
+    }
+
     fn delete_chunks(store: &Store, key: &str, count: u64) {
         for n in 0..count {
             let _ = store.delete(&chunk_key(key, n));
         }
+    }
+
+    /// Deletes `count` chunks under `base`, stopping at the first failure.
+    fn delete_chunks_checked(store: &Store, base: &str, count: u64) -> Result<(), StorageError> {
+        for n in 0..count {
+            store
+                .delete(&chunk_key(base, n))
+                .map_err(|e| unavailable("delete", e))?;
+        }
+        Ok(())
     }
 }
 
@@ -147,11 +206,11 @@ impl ObjectStore for KvStore {
             sha256: sha256.clone(),
             chunk_size: CHUNK_SIZE as u64,
             chunks,
+            chunks_at: None,
         };
-        let meta_json = serde_json::to_vec(&object).unwrap_or_default();
-        if let Err(e) = store.set(key, &meta_json) {
+        if let Err(e) = Self::set_entry(&store, key, &KvEntry::Object(object)) {
             Self::delete_chunks(&store, key, chunks);
-            return Err(unavailable("set", e));
+            return Err(e);
         }
         Ok(PutReceipt {
             location: StorageLocation {
@@ -163,28 +222,35 @@ impl ObjectStore for KvStore {
         })
     }
 
-    async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+    async fn promote(&self, from: &str, to: &str) -> Result<(), StorageError> {
         let store = self.store()?;
         let meta = self
             .meta(&store, from)?
             .ok_or_else(|| StorageError::NotFound(from.to_string()))?;
-        if self
-            .meta(&store, to)?
-            .is_some_and(|m| m.sha256 == meta.sha256)
-        {
-            return Ok(()); // already there (content-addressed: same digest, same bytes)
+        match self.meta(&store, to)? {
+            // Already there (content-addressed: same digest, same bytes); `from` is deleted
+            // as usual.
+            Some(m) if m.sha256 == meta.sha256 => return Ok(()),
+            // Other bytes under this digest's key: not ours to keep.
+            Some(_) => self.delete(to).await?,
+            None => {}
         }
-        for n in 0..meta.chunks {
-            let chunk = store
-                .get(&chunk_key(from, n))
-                .map_err(|e| unavailable("get", e))?
-                .ok_or_else(|| StorageError::Backend(format!("kv chunk {n} of {from} missing")))?;
-            store
-                .set(&chunk_key(to, n), &chunk)
-                .map_err(|e| unavailable("set", e))?;
-        }
-        let meta_json = serde_json::to_vec(&meta).unwrap_or_default();
-        store.set(to, &meta_json).map_err(|e| unavailable("set", e))
+        let base = meta.chunk_base(from).to_string();
+        // First the forwarding entry: from here `from` is no object, and its chunks are
+        // freed by `delete(from)` unless `to` points at them.
+        Self::set_entry(
+            &store,
+            from,
+            &KvEntry::Moved {
+                moved_to: to.to_string(),
+                chunks: meta.chunks,
+            },
+        )?;
+        let promoted = KvMeta {
+            chunks_at: Some(base),
+            ..meta
+        };
+        Self::set_entry(&store, to, &KvEntry::Object(promoted))
     }
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<KvReader, StorageError> {
@@ -199,7 +265,7 @@ impl ObjectStore for KvStore {
         let (chunk, offset) = meta.locate(start);
         Ok(KvReader {
             store,
-            key: key.to_string(),
+            key: meta.chunk_base(key).to_string(),
             next_chunk: chunk,
             offset,
             remaining: end_exclusive.saturating_sub(start),
@@ -223,21 +289,31 @@ impl ObjectStore for KvStore {
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let store = self.store()?;
-        let known_chunks = self.meta(&store, key)?.map(|m| m.chunks);
-        store.delete(key).map_err(|e| unavailable("delete", e))?;
-        // Without meta (a write cut by a crash), the chunks run from 0 to the first gap.
-        let mut n = 0;
-        loop {
-            let chunk = chunk_key(key, n);
-            let more = match known_chunks {
-                Some(count) => n < count,
-                None => store.exists(&chunk).map_err(|e| unavailable("exists", e))?,
-            };
-            if !more {
-                return Ok(());
+        match self.entry(&store, key)? {
+            Some(KvEntry::Object(meta)) => {
+                store.delete(key).map_err(|e| unavailable("delete", e))?;
+                Self::delete_chunks_checked(&store, meta.chunk_base(key), meta.chunks)
             }
-            store.delete(&chunk).map_err(|e| unavailable("delete", e))?;
-            n += 1;
+            Some(KvEntry::Moved { moved_to, chunks }) => {
+                let target = self.meta(&store, &moved_to)?;
+                if moved_chunks_are_free(key, target.as_ref()) {
+                    Self::delete_chunks_checked(&store, key, chunks)?;
+                }
+                // Last: a failure before this repeats the check next time.
+                store.delete(key).map_err(|e| unavailable("delete", e))
+            }
+            // No entry (a write cut by a crash): the chunks run from 0 to the first gap.
+            None => {
+                let mut n = 0;
+                loop {
+                    let chunk = chunk_key(key, n);
+                    if !store.exists(&chunk).map_err(|e| unavailable("exists", e))? {
+                        return Ok(());
+                    }
+                    store.delete(&chunk).map_err(|e| unavailable("delete", e))?;
+                    n += 1;
+                }
+            }
         }
     }
 
@@ -308,6 +384,7 @@ mod tests {
             sha256: String::new(),
             chunk_size: CHUNK_SIZE as u64,
             chunks: 3,
+            chunks_at: None,
         };
         assert_eq!(m.locate(0), (0, 0));
         assert_eq!(m.locate(CHUNK_SIZE as u64 + 5), (1, 5));
@@ -321,10 +398,47 @@ mod tests {
             sha256: "ab".into(),
             chunk_size: 1_048_576,
             chunks: 1,
+            chunks_at: None,
         };
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
             r#"{"size":5,"sha256":"ab","chunk_size":1048576,"chunks":1}"#
         );
+        // Metas written before promotion moved chunks still read, as objects.
+        let old: KvEntry =
+            serde_json::from_str(r#"{"size":5,"sha256":"ab","chunk_size":1048576,"chunks":1}"#)
+                .unwrap();
+        assert_eq!(old, KvEntry::Object(m));
+        let moved: KvEntry = serde_json::from_str(r#"{"moved_to":"f","chunks":2}"#).unwrap();
+        assert_eq!(
+            moved,
+            KvEntry::Moved {
+                moved_to: "f".into(),
+                chunks: 2
+            }
+        );
+    }
+
+    #[test]
+    fn promoted_objects_keep_their_chunks_where_they_were_written() {
+        let promoted = KvMeta {
+            size: 5,
+            sha256: "ab".into(),
+            chunk_size: 1_048_576,
+            chunks: 1,
+            chunks_at: Some("staging/u1".into()),
+        };
+        assert_eq!(promoted.chunk_base("sha256/ab"), "staging/u1");
+        // The staging key's chunks are the final object's: keep them.
+        assert!(!moved_chunks_are_free("staging/u1", Some(&promoted)));
+        // The promotion never finished, or another upload's chunks replaced them: free.
+        assert!(moved_chunks_are_free("staging/u1", None));
+        assert!(moved_chunks_are_free("staging/u2", Some(&promoted)));
+        let own = KvMeta {
+            chunks_at: None,
+            ..promoted
+        };
+        assert!(moved_chunks_are_free("staging/u1", Some(&own)));
+        assert_eq!(own.chunk_base("sha256/ab"), "sha256/ab");
     }
 }

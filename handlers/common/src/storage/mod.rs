@@ -114,10 +114,10 @@ impl ObjectStore for Backend {
         }
     }
 
-    async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+    async fn promote(&self, from: &str, to: &str) -> Result<(), StorageError> {
         match self {
-            Backend::Kv(b) => b.copy(from, to).await,
-            Backend::S3(b) => b.copy(from, to).await,
+            Backend::Kv(b) => b.promote(from, to).await,
+            Backend::S3(b) => b.promote(from, to).await,
         }
     }
 

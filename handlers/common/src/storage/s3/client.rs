@@ -426,7 +426,8 @@ impl<T: Transport> ObjectStore for S3Store<T> {
         })
     }
 
-    async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+    /// A server-side CopyObject: the staging object stays until deleted.
+    async fn promote(&self, from: &str, to: &str) -> Result<(), StorageError> {
         let request = self.requests.copy_object(from, to)?;
         let reply = self
             .call("CopyObject", from, &request, Retry::Idempotent)
