@@ -365,6 +365,10 @@ pub trait MetadataStore {
     async fn objects_to_delete(&self, package_id: &str) -> MetaResult<Vec<StorageLocation>>;
     /// Forgets a blob whose bytes are gone.
     async fn forget_blob(&self, location: &StorageLocation) -> MetaResult<()>;
+    /// For a stale upload that pinned a content address and never committed: the object
+    /// there, if nothing else needs it (no live file, no other pin), marked `deleting` so no
+    /// upload takes it meanwhile. The caller deletes the object, then `forget_blob`.
+    async fn claim_orphan_object(&self, pending_id: &str) -> MetaResult<Option<StorageLocation>>;
     /// Marks files and package `deleted`, records `deleted` and `deletion_completed`.
     async fn complete_deletion(
         &self,

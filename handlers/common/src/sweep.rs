@@ -175,19 +175,27 @@ async fn delete_package<M: MetadataStore, B: ObjectStores>(
     Ok(Outcome::Deleted)
 }
 
-/// Removes a stale upload's staging object and forgets it. `false` when the bytes could not
-/// be removed (kept for the next sweep).
+/// Removes a stale upload's bytes (its staging object, and the object it wrote to a
+/// content address if nothing else needs it) and forgets it. `false` when the bytes could
+/// not be removed (kept for the next sweep).
 async fn remove_orphan<M: MetadataStore, B: ObjectStores>(
     meta: &M,
     backends: &B,
     pending: &PendingUpload,
     actor: &str,
 ) -> MetaResult<bool> {
-    if let Some(store) = backends.object_store(&pending.backend_id)
-        && let Err(e) = store.delete(&pending.staging_key).await
-    {
-        eprintln!("artifact-store: sweep: orphan {}: {e}", pending.staging_key);
-        return Ok(false);
+    if let Some(store) = backends.object_store(&pending.backend_id) {
+        if let Some(location) = meta.claim_orphan_object(&pending.id).await? {
+            if let Err(e) = store.delete(&location.object_key).await {
+                eprintln!("artifact-store: sweep: orphan {}: {e}", location.object_key);
+                return Ok(false);
+            }
+            meta.forget_blob(&location).await?;
+        }
+        if let Err(e) = store.delete(&pending.staging_key).await {
+            eprintln!("artifact-store: sweep: orphan {}: {e}", pending.staging_key);
+            return Ok(false);
+        }
     }
     meta.abort_upload(&pending.id).await?;
     meta.append_audit(AuditDraft::for_package(

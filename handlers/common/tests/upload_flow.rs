@@ -273,10 +273,8 @@ impl SqlConn for ScriptedConn {
     }
 
     async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
-        if let Err(e) = self.point(sql).await {
-            // A failed COMMIT leaves the transaction open; the store rolls it back.
-            return Err(e);
-        }
+        // A failed COMMIT leaves the transaction open; the store rolls it back.
+        self.point(sql).await?;
         self.inner.execute(sql, params).await
     }
 
@@ -444,6 +442,7 @@ async fn run(path: Path, fault: Fault, at: usize) -> Option<String> {
             "{label}: the file is live"
         );
     }
+    let mut live = Vec::new();
     for row in rows(
         "SELECT l.object_key FROM artifact_files f JOIN storage_locations l ON l.file_id = f.id \
          JOIN artifact_packages p ON p.id = f.package_id \
@@ -458,7 +457,19 @@ async fn run(path: Path, fault: Fault, at: usize) -> Option<String> {
             world.objects.borrow().contains_key(key),
             "{label}: a live file's object {key} is missing"
         );
+        live.push(key.clone());
     }
+    let unreferenced: Vec<String> = world
+        .objects
+        .borrow()
+        .keys()
+        .filter(|k| !k.contains("staging/") && !live.contains(k))
+        .cloned()
+        .collect();
+    assert!(
+        unreferenced.is_empty(),
+        "{label}: objects no file references were left: {unreferenced:?}"
+    );
     assert!(
         rows("SELECT id FROM pending_uploads").await.is_empty(),
         "{label}: pending uploads left after the recovery sweep"

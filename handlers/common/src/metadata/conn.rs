@@ -107,6 +107,17 @@ impl Dialect {
         }
     }
 
+    /// A statement that locks one text key to the end of the transaction, where a row to
+    /// lock may not exist yet (Postgres advisory lock; SQLite is already serialized).
+    pub fn key_lock(self) -> Option<&'static str> {
+        match self {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => {
+                Some("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended(?, 7))) AS l")
+            }
+        }
+    }
+
     /// Suffix for claims: concurrent claimers skip each other's rows.
     pub fn skip_locked(self) -> &'static str {
         match self {

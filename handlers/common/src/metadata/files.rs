@@ -56,8 +56,17 @@ impl<C: SqlConn> SqlStore<C> {
         Ok(())
     }
 
+    /// Locks a content address to the end of the transaction, row or no row (Postgres).
+    pub(crate) async fn lock_content_address(&self, location: &StorageLocation) -> MetaResult<()> {
+        if let Some(sql) = self.dialect().key_lock() {
+            let key = format!("{}/{}", location.backend_id, location.object_key);
+            self.first_row(sql, &[key.into()]).await?;
+        }
+        Ok(())
+    }
+
     /// The blob's state; with `lock`, its row stays locked to the end of the transaction.
-    async fn read_blob_state(
+    pub(crate) async fn read_blob_state(
         &self,
         backend_id: &str,
         object_key: &str,
@@ -94,7 +103,9 @@ impl<C: SqlConn> SqlStore<C> {
         self.write_tx(async || {
             // The blob's row lock (Postgres; SQLite serializes write transactions) orders
             // this pin against a sweep's `objects_to_delete`, which takes the same lock
-            // before it looks for references: one of the two sees the other.
+            // before it looks for references: one of the two sees the other. The key lock
+            // does the same against `claim_orphan_object`, for a blob without a row.
+            self.lock_content_address(location).await?;
             let state = self
                 .read_blob_state(&location.backend_id, &location.object_key, true)
                 .await?;

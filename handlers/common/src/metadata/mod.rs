@@ -215,6 +215,10 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
         self.forget_blob_impl(location).await
     }
 
+    async fn claim_orphan_object(&self, pending_id: &str) -> MetaResult<Option<StorageLocation>> {
+        self.claim_orphan_object_impl(pending_id).await
+    }
+
     async fn complete_deletion(
         &self,
         package_id: &str,

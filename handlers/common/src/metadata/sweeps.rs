@@ -12,7 +12,7 @@ use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::{
     AuditEventType, PackageStatus, RetentionEventType, StorageLocation, Timestamp,
 };
-use artifact_store_core::ports::{AuditDraft, MetaResult, PendingUpload, SweepClaim};
+use artifact_store_core::ports::{AuditDraft, BlobState, MetaResult, PendingUpload, SweepClaim};
 use artifact_store_core::time;
 use serde_json::json;
 
@@ -246,6 +246,71 @@ impl<C: SqlConn> SqlStore<C> {
             )
             .await?;
         Ok(row.is_some())
+    }
+
+    pub(crate) async fn claim_orphan_object_impl(
+        &self,
+        pending_id: &str,
+    ) -> MetaResult<Option<StorageLocation>> {
+        self.write_tx(async || {
+            let Some(row) = self
+                .first_row(
+                    "SELECT backend_id, object_key FROM pending_uploads \
+                     WHERE id = ? AND object_key IS NOT NULL",
+                    &[pending_id.into()],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let mut c = Cols::new(&row);
+            let location = StorageLocation {
+                backend_id: c.text()?,
+                object_key: c.text()?,
+            };
+            // Ordered against `pin_blob` by the same locks (there may be no blob row).
+            self.lock_content_address(&location).await?;
+            let state = self
+                .read_blob_state(&location.backend_id, &location.object_key, true)
+                .await?;
+            // A `present` blob may have outlived its files (a sweep kept it for this pin);
+            // like any blob, it goes once nothing needs it.
+            let (b, k) = (location.backend_id.as_str(), location.object_key.as_str());
+            let needed = self
+                .first_row(
+                    "SELECT 1 WHERE EXISTS (SELECT 1 FROM storage_locations l \
+                     JOIN artifact_files f ON f.id = l.file_id \
+                     WHERE l.backend_id = ? AND l.object_key = ? AND f.deleted_at IS NULL) \
+                     OR EXISTS (SELECT 1 FROM pending_uploads pu \
+                     WHERE pu.backend_id = ? AND pu.object_key = ? AND pu.id <> ?)",
+                    &[b.into(), k.into(), b.into(), k.into(), pending_id.into()],
+                )
+                .await?;
+            if needed.is_some() {
+                return Ok(None);
+            }
+            match state {
+                Some(BlobState::Deleting) => {}
+                Some(BlobState::Present) => {
+                    self.exec(
+                        "UPDATE blobs SET state = 'deleting' WHERE backend_id = ? AND object_key = ?",
+                        &[b.into(), k.into()],
+                    )
+                    .await?;
+                }
+                None => {
+                    let digest = k.rsplit('/').next().unwrap_or_default();
+                    self.exec(
+                        "INSERT INTO blobs (backend_id, object_key, sha256, size_bytes, state, \
+                         created_at) VALUES (?, ?, ?, 0, 'deleting', ?)",
+                        &[b.into(), k.into(), digest.into(), ts(time::now())],
+                    )
+                    .await?;
+                }
+            }
+            Ok(Some(location))
+        })
+        .await
     }
 
     pub(crate) async fn forget_blob_impl(&self, location: &StorageLocation) -> MetaResult<()> {

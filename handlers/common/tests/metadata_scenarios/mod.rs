@@ -977,6 +977,71 @@ pub async fn pins_keep_sweeps_off_objects<H: Harness>(h: &H) {
     );
 }
 
+/// An upload that pinned a content address and never committed leaves an object the orphan
+/// sweep may claim, but only while nothing else needs it; a claimed object refuses pins.
+pub async fn orphan_objects_are_claimed_only_when_unneeded<H: Harness>(h: &H) {
+    let s = h.connect().await;
+    let pkg = s
+        .create_package(new_package("alpha", RetentionClass::RawEvidence, t(0)))
+        .await
+        .unwrap();
+    let pending = || PendingUpload {
+        id: id(),
+        package_id: pkg.id.clone(),
+        backend_id: "kv".into(),
+        staging_key: format!("staging/{}", id()),
+        started_at: t(10),
+    };
+    let (a, b) = (pending(), pending());
+    for p in [&a, &b] {
+        s.begin_upload(p).await.unwrap();
+    }
+    // Not pinned: nothing to claim.
+    assert_eq!(s.claim_orphan_object(&a.id).await.unwrap(), None);
+    // Two uploads pinned the same bytes: neither's object is claimed while the other's pin
+    // stands.
+    for p in [&a, &b] {
+        assert_eq!(
+            s.pin_blob(&p.id, &location(&digest(7))).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(s.claim_orphan_object(&a.id).await.unwrap(), None);
+    s.abort_upload(&b.id).await.unwrap();
+    assert_eq!(
+        s.claim_orphan_object(&a.id).await.unwrap(),
+        Some(location(&digest(7)))
+    );
+    // Claimed: a new upload of the same bytes is told to retry, until the blob is forgotten.
+    let c = pending();
+    s.begin_upload(&c).await.unwrap();
+    assert_eq!(
+        s.pin_blob(&c.id, &location(&digest(7))).await.unwrap(),
+        Some(BlobState::Deleting)
+    );
+    s.forget_blob(&location(&digest(7))).await.unwrap();
+    s.abort_upload(&a.id).await.unwrap();
+    assert_eq!(
+        s.pin_blob(&c.id, &location(&digest(7))).await.unwrap(),
+        None
+    );
+    // Once a file references the bytes, they are never claimed.
+    let d = pending();
+    s.begin_upload(&d).await.unwrap();
+    s.pin_blob(&d.id, &location(&digest(7))).await.unwrap();
+    upload(&s, &pkg.id, "kept.bin", &digest(7), 4)
+        .await
+        .unwrap();
+    s.abort_upload(&c.id).await.unwrap();
+    assert_eq!(s.claim_orphan_object(&d.id).await.unwrap(), None);
+    assert_eq!(
+        s.blob_state("kv", &location(&digest(7)).object_key)
+            .await
+            .unwrap(),
+        Some(BlobState::Present)
+    );
+}
+
 /// Every scenario, each on a fresh database made by `fresh`.
 #[macro_export]
 macro_rules! metadata_scenarios {
@@ -1005,5 +1070,6 @@ macro_rules! metadata_scenarios {
         scenario!(deletion_flow_keeps_shared_objects);
         scenario!(abandoned_open_packages_and_stale_uploads);
         scenario!(pins_keep_sweeps_off_objects);
+        scenario!(orphan_objects_are_claimed_only_when_unneeded);
     };
 }
