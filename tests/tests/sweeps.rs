@@ -316,6 +316,37 @@ mod scenarios {
     pub use super::*;
 }
 
+/// An open package past its class's retention but not abandoned is still receiving
+/// uploads: a sweep keeps it (issue 12, item 1: the sweep used to delete it).
+pub async fn open_packages_stay_until_abandoned(cfg: Config) -> Result<()> {
+    let app = start!(
+        cfg.var("retention_transient_seconds", "1")
+            .var("open_package_ttl_seconds", "3600")
+    );
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("busy", "transient").await?);
+    let (s, f) = app
+        .put_file(&p, &pid, "first.bin", pseudo_random(5, 1000))
+        .await?;
+    ensure!(s == 201, "{f}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
+    ensure!(pkg["deletion_eligible"] == false, "{pkg}");
+    let report = app.sweep().await?;
+    ensure!(
+        report["deleted"] == 0 && report["examined"] == 0,
+        "{report}"
+    );
+    ensure!(status(&app, &pid).await? == "open");
+    let (s, f2) = app
+        .put_file(&p, &pid, "second.bin", pseudo_random(6, 1000))
+        .await?;
+    ensure!(s == 201, "still receiving uploads: {f2}");
+    let (s, got) = app.download(&p, &id(&f)).await?;
+    ensure!(s == 200 && got == pseudo_random(5, 1000));
+    Ok(())
+}
+
 artifact_store_tests::suite!(
     scenarios;
     sqlite_kv => (Sqlite, Kv, Harness),
@@ -327,6 +358,7 @@ artifact_store_tests::suite!(
     extension_pushes_deletion_out,
     shared_object_survives,
     abandoned_open_packages_are_swept,
+    open_packages_stay_until_abandoned,
     killed_sweeper_resumes,
     cron_sweeper_fires,
 ]);

@@ -25,6 +25,15 @@ use super::store::{SqlStore, domain, not_found, ts};
 const LIVE_PACKAGE: &str = "(q.status <> 'deleted' AND \
      NOT (q.status = 'deleting' AND q.bytes_deletion_started = 1))";
 
+/// Core's `retention::deletion_eligible` in SQL, holds aside (the callers add them): a
+/// finalized package once expired, an open one only once abandoned (created at or before
+/// the second `?`; its class rule does not matter while it may still receive uploads),
+/// never a permanent record. The first `?` is now. The metadata scenario
+/// `sweep_claims_exactly_what_core_calls_eligible` checks the two agree.
+const ELIGIBLE_BUT_FOR_HOLDS: &str = "(p.retention_class <> 'permanent-record' AND \
+     ((p.status = 'finalized' AND p.expires_epoch <= ?) \
+      OR (p.status = 'open' AND p.created_epoch <= ?)))";
+
 impl<C: SqlConn> SqlStore<C> {
     pub(crate) async fn claim_for_deletion_impl(
         &self,
@@ -40,8 +49,7 @@ impl<C: SqlConn> SqlStore<C> {
         let lease_until = now_epoch + lease_secs;
         let sql = format!(
             "SELECT p.id, p.status, p.expires_at FROM artifact_packages p WHERE \
-             ((p.status IN ('open', 'finalized') AND p.expires_epoch <= ?) \
-              OR (p.status = 'open' AND p.created_epoch <= ?) \
+             ({ELIGIBLE_BUT_FOR_HOLDS} \
               OR (p.status = 'deleting' AND (p.lease_until IS NULL OR p.lease_until <= ?))) \
              AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.package_id = p.id \
                              AND h.released_at IS NULL AND p.status <> 'deleting') \
@@ -78,10 +86,10 @@ impl<C: SqlConn> SqlStore<C> {
                     )
                     .await?;
                     if newly {
-                        let why = if expires_at.is_some_and(|e| e <= now) {
-                            "retention period ended"
-                        } else {
+                        let why = if status == PackageStatus::Open {
                             "open package abandoned"
+                        } else {
+                            "retention period ended"
                         };
                         self.insert_retention_event(
                             &id,
@@ -131,11 +139,11 @@ impl<C: SqlConn> SqlStore<C> {
         let now_epoch = time::epoch(now);
         let row = self
             .first_row(
-                "SELECT COUNT(*) FROM artifact_packages p WHERE \
-                 ((p.status IN ('open', 'finalized') AND p.expires_epoch <= ?) \
-                  OR (p.status = 'open' AND p.created_epoch <= ?)) \
+                &format!(
+                    "SELECT COUNT(*) FROM artifact_packages p WHERE {ELIGIBLE_BUT_FOR_HOLDS} \
                  AND EXISTS (SELECT 1 FROM holds h WHERE h.package_id = p.id \
-                             AND h.released_at IS NULL)",
+                             AND h.released_at IS NULL)"
+                ),
                 &[now_epoch.into(), (now_epoch - open_ttl_secs).into()],
             )
             .await?;
