@@ -159,6 +159,13 @@ pub fn metadata_map(map: &Metadata) -> Result<(), DomainError> {
         ));
     }
     find_secret_key(map)?;
+    // PostgreSQL's jsonb refuses `\u0000`: refuse it on every store alike.
+    if serde_json::to_string(map).is_ok_and(|json| json.contains("\\u0000")) {
+        return Err(err(
+            ErrorCode::InvalidMetadata,
+            "metadata must not contain NUL characters",
+        ));
+    }
     let size = serde_json::to_vec(map)
         .map(|v| v.len())
         .unwrap_or(usize::MAX);
@@ -441,5 +448,21 @@ mod tests {
         for bad in ["", "abc", &"g".repeat(64), &"a".repeat(65)] {
             assert_eq!(code(sha256_hex(bad)), ErrorCode::InvalidDigest);
         }
+    }
+
+    #[test]
+    fn metadata_with_nul_anywhere_is_refused() {
+        for bad in [
+            serde_json::json!({"k": "a\u{0}b"}),
+            serde_json::json!({"k\u{0}": "v"}),
+            serde_json::json!({"k": {"deep": ["x", "\u{0}"]}}),
+        ] {
+            assert_eq!(
+                metadata(Some(&bad)).unwrap_err().code,
+                ErrorCode::InvalidMetadata,
+                "{bad}"
+            );
+        }
+        assert!(metadata(Some(&serde_json::json!({"k": "tab\there"}))).is_ok());
     }
 }

@@ -16,6 +16,7 @@ artifact_store_tests::suite!(
     spin_postgres_s3 => (Postgres, S3, Spin); [
     pilot_flow,
     bad_inputs_store_nothing,
+    nul_bytes_are_bad_input_on_every_store,
     oversize_upload,
     authz_matrix,
     range_requests,

@@ -50,6 +50,18 @@ impl Request {
             None => (path_with_query.clone(), Vec::new()),
         };
         let segments = path_segments(&path)?;
+        // No store keeps a NUL in text (PostgreSQL refuses it): an id, filter or cursor with
+        // one is bad input, the same 400 on every store.
+        if segments.iter().any(|s| s.contains('\0'))
+            || query
+                .iter()
+                .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "the URL contains a NUL character",
+            ));
+        }
         Ok(Request {
             method,
             segments,

@@ -206,6 +206,45 @@ pub async fn pilot_flow(cfg: Config) -> Result<()> {
 }
 
 /// Every bad input answers its status and code, and nothing is stored.
+/// NUL characters (which PostgreSQL cannot store in text) in ids, filters, cursors and
+/// bodies are bad input: the same 4xx on every store, never a 5xx (issue 12, item 5).
+pub async fn nul_bytes_are_bad_input_on_every_store(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("nul", "transient").await?);
+    for path in [
+        "/packages/%00".to_string(),
+        format!("/packages/{pid}%00/files"),
+        "/packages?subject=a%00b".to_string(),
+        "/packages?metadata.run_id=%00".to_string(),
+        "/packages?cursor=%00".to_string(),
+        "/audit?package_id=%00".to_string(),
+    ] {
+        let got = app.get_json(&p, &path).await?;
+        ensure!(
+            got.0 == 400 && got.1["code"] == "bad_request",
+            "{path}: {got:?}"
+        );
+    }
+    let body = |name: &str, subject: &str, metadata: serde_json::Value| {
+        json!({"name": name, "producer": "ci-bot", "subject": subject,
+               "retention_class": "transient", "metadata": metadata})
+    };
+    let got = app
+        .post_json(&p, "/packages", &body("ok", "a\u{0}b", json!({})))
+        .await?;
+    assert_problem(&got, 422, "invalid_subject");
+    for metadata in [json!({"k": "a\u{0}b"}), json!({"k\u{0}": "v"})] {
+        let got = app
+            .post_json(&p, "/packages", &body("ok", "s", metadata))
+            .await?;
+        assert_problem(&got, 422, "invalid_metadata");
+    }
+    let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?;
+    ensure!(pkg.0 == 200, "the service still answers: {pkg:?}");
+    Ok(())
+}
+
 pub async fn bad_inputs_store_nothing(cfg: Config) -> Result<()> {
     let app = start!(cfg);
     let p = app.tokens.producer.clone();
