@@ -14,7 +14,9 @@
 
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::{AuditEventType, PackageStatus};
-use artifact_store_core::ports::{AuditDraft, ByteStream, FileRecord, MetadataStore, ObjectStore};
+use artifact_store_core::ports::{
+    AuditDraft, ByteStream, FileRecord, MetadataStore, ObjectStore, StorageError,
+};
 use base64::Engine;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
@@ -219,6 +221,9 @@ async fn stream(out: ResponseOutparam, mut s: Streaming) {
                 Err(detail) => return corrupt(&s, w, detail).await,
             },
             Ok(None) => break,
+            // The store answered, but its bytes do not add up (a kv chunk missing or
+            // short): the object is corrupt, not unreachable.
+            Err(StorageError::Backend(detail)) => return corrupt(&s, w, detail).await,
             Err(e) => {
                 log_error("download", &format!("{file_id}: reading failed: {e}"));
                 return w.abort();
