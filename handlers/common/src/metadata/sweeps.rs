@@ -34,6 +34,15 @@ const ELIGIBLE_BUT_FOR_HOLDS: &str = "(p.retention_class <> 'permanent-record' A
      ((p.status = 'finalized' AND p.expires_epoch <= ?) \
       OR (p.status = 'open' AND p.created_epoch <= ?)))";
 
+/// How long a package whose deletion failed `earlier` times before waits for its next
+/// attempt: none after the first failure, then 1, 2, 4 ... minutes, at most 6 hours.
+pub fn retry_backoff_secs(earlier: u64) -> i64 {
+    match earlier {
+        0 => 0,
+        n => (60_i64 << (n - 1).min(20)).min(6 * 3600),
+    }
+}
+
 impl<C: SqlConn> SqlStore<C> {
     pub(crate) async fn claim_for_deletion_impl(
         &self,
@@ -402,9 +411,29 @@ impl<C: SqlConn> SqlStore<C> {
     ) -> MetaResult<()> {
         self.write_tx(async || {
             self.lock_package(package_id).await?;
-            // Dropping the lease lets the next sweep retry at once.
+            // The first failure is retried by the next sweep; each further one waits twice
+            // as long (the lease keeps sweeps off it), so packages that keep failing cannot
+            // take every sweep's batch from newer expired ones.
+            let failures = self
+                .first_row(
+                    "SELECT COUNT(*) FROM audit_events WHERE package_id = ? AND event_type = ?",
+                    &[
+                        package_id.into(),
+                        AuditEventType::DeletionFailed.as_str().into(),
+                    ],
+                )
+                .await?
+                .map_or(Ok(0), |r| Cols::new(&r).u64())?;
+            // (No NULL parameter: the PostgreSQL adapter types a bound NULL as text.)
+            let lease_until = match retry_backoff_secs(failures) {
+                0 => "NULL".to_string(),
+                secs => (time::epoch(time::now()) + secs).to_string(),
+            };
             self.exec(
-                "UPDATE artifact_packages SET lease_until = NULL, claimed_by = NULL WHERE id = ?",
+                &format!(
+                    "UPDATE artifact_packages SET lease_until = {lease_until}, claimed_by = NULL \
+                     WHERE id = ?"
+                ),
                 &[package_id.into()],
             )
             .await?;
@@ -438,5 +467,17 @@ impl<C: SqlConn> SqlStore<C> {
             .iter()
             .map(rows::pending_upload)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_backoff_secs;
+
+    #[test]
+    fn backoff_doubles_from_the_second_failure_and_is_capped() {
+        let got: Vec<i64> = (0..5).map(retry_backoff_secs).collect();
+        assert_eq!(got, vec![0, 60, 120, 240, 480]);
+        assert_eq!(retry_backoff_secs(40), 6 * 3600);
     }
 }

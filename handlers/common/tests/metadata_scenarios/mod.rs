@@ -1045,6 +1045,37 @@ pub async fn sweep_claims_exactly_what_core_calls_eligible<H: Harness>(h: &H) {
     assert!(!eligible.is_empty());
 }
 
+/// A deletion that failed once is retried by the next sweep; one that keeps failing waits
+/// longer each time, so it cannot take every sweep's batch (issue 12, item 4).
+pub async fn failing_deletions_back_off<H: Harness>(h: &H) {
+    let s = h.connect().await;
+    let created = artifact_store_core::time::now() - chrono::TimeDelta::days(30);
+    let p = s
+        .create_package(new_package("alpha", RetentionClass::Transient, created))
+        .await
+        .unwrap();
+    s.finalize_package(&p.id, "ci-bot", created).await.unwrap();
+    let now = artifact_store_core::time::now();
+    let claim = |at: Timestamp| {
+        let s = &s;
+        async move {
+            s.claim_for_deletion(at, 86_400, 10, 600, "sw")
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(claim(now).await, 1);
+    s.fail_deletion(&p.id, "sw", "backend down").await.unwrap();
+    assert_eq!(claim(now).await, 1, "the first failure is retried at once");
+    s.fail_deletion(&p.id, "sw", "backend down").await.unwrap();
+    assert_eq!(claim(now).await, 0, "the second waits");
+    assert_eq!(claim(now + chrono::TimeDelta::seconds(61)).await, 1);
+    s.fail_deletion(&p.id, "sw", "backend down").await.unwrap();
+    assert_eq!(claim(now + chrono::TimeDelta::seconds(61)).await, 0);
+    assert_eq!(claim(now + chrono::TimeDelta::seconds(121)).await, 1);
+}
+
 /// An upload that pinned a content address and never committed leaves an object the orphan
 /// sweep may claim, but only while nothing else needs it; a claimed object refuses pins.
 pub async fn orphan_objects_are_claimed_only_when_unneeded<H: Harness>(h: &H) {
@@ -1140,5 +1171,6 @@ macro_rules! metadata_scenarios {
         scenario!(pins_keep_sweeps_off_objects);
         scenario!(orphan_objects_are_claimed_only_when_unneeded);
         scenario!(sweep_claims_exactly_what_core_calls_eligible);
+        scenario!(failing_deletions_back_off);
     };
 }
