@@ -91,6 +91,9 @@ pub struct VerifyReport {
     pub valid: bool,
     pub events_checked: u64,
     pub first_invalid_id: Option<String>,
+    /// Why the chain is invalid when no single event is (events removed from its end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Verifies a chain fed in `seq` order from its start. After the first invalid event it
@@ -101,6 +104,8 @@ pub struct ChainVerifier {
     prev_hash: String,
     events_checked: u64,
     first_invalid_id: Option<String>,
+    /// The chain's end does not match the recorded head.
+    cut: Option<String>,
 }
 
 impl Default for ChainVerifier {
@@ -116,6 +121,7 @@ impl ChainVerifier {
             prev_hash: GENESIS_HASH.to_string(),
             events_checked: 0,
             first_invalid_id: None,
+            cut: None,
         }
     }
 
@@ -146,11 +152,28 @@ impl ChainVerifier {
         self.first_invalid_id.is_some()
     }
 
+    /// After the last event: the chain must end where the store recorded its head (a
+    /// chain whose newest events were deleted is still linked, only shorter).
+    pub fn finish(&mut self, head: Option<&ChainHead>) {
+        if self.is_done() {
+            return;
+        }
+        let (seq, hash) = head.map_or((0, GENESIS_HASH), |h| (h.seq, h.hash.as_str()));
+        if self.last_seq() != seq || self.prev_hash != hash {
+            self.cut = Some(format!(
+                "the chain ends at seq {} but the recorded head is seq {seq}: events were \
+                 removed from its end or the head was altered",
+                self.last_seq()
+            ));
+        }
+    }
+
     pub fn report(&self) -> VerifyReport {
         VerifyReport {
-            valid: self.first_invalid_id.is_none(),
+            valid: self.first_invalid_id.is_none() && self.cut.is_none(),
             events_checked: self.events_checked,
             first_invalid_id: self.first_invalid_id.clone(),
+            detail: self.cut.clone(),
         }
     }
 }
@@ -196,7 +219,8 @@ mod tests {
             VerifyReport {
                 valid: true,
                 events_checked: 3,
-                first_invalid_id: None
+                first_invalid_id: None,
+                detail: None,
             }
         );
         assert!(verify(&[]).valid);
@@ -253,5 +277,30 @@ mod tests {
         let mut all = c.clone();
         all.push(e);
         assert!(verify(&all).valid);
+    }
+
+    #[test]
+    fn a_chain_cut_at_its_end_is_invalid() {
+        let events = chain(5);
+        let head = ChainHead::from(events.last().unwrap());
+        let mut whole = ChainVerifier::new();
+        events.iter().for_each(|e| whole.feed(e));
+        whole.finish(Some(&head));
+        assert!(whole.report().valid);
+
+        let mut cut = ChainVerifier::new();
+        events[..3].iter().for_each(|e| cut.feed(e));
+        cut.finish(Some(&head));
+        let report = cut.report();
+        assert!(!report.valid);
+        assert_eq!(report.first_invalid_id, None);
+        assert!(report.detail.unwrap().contains("seq 3"));
+
+        let mut emptied = ChainVerifier::new();
+        emptied.finish(Some(&head));
+        assert!(!emptied.report().valid);
+        let mut empty = ChainVerifier::new();
+        empty.finish(None);
+        assert!(empty.report().valid);
     }
 }

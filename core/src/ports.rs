@@ -10,6 +10,7 @@
 //! Every method that records a change also appends its audit event in the same
 //! transaction, so the audit chain can never miss a change that happened.
 
+use crate::audit::ChainHead;
 use crate::error::DomainError;
 use crate::model::{
     AuditEvent, AuditEventType, File, Hold, Metadata, Package, PackageStatus, Page, RetentionClass,
@@ -344,6 +345,9 @@ pub trait MetadataStore {
     ) -> MetaResult<Page<AuditEvent>>;
     /// Events in `seq` order after `after_seq`, at most `limit` (for chain verification).
     async fn audit_range(&self, after_seq: u64, limit: u32) -> MetaResult<Vec<AuditEvent>>;
+    /// The chain's recorded head (`seq` and `hash` of the newest event; `None` while empty),
+    /// kept apart from the events so that deleting the newest ones is detected.
+    async fn audit_head(&self) -> MetaResult<Option<ChainHead>>;
 
     // sweeps
     /// Claims up to `limit` packages that are deletion eligible at `now` (or already

@@ -702,20 +702,23 @@ pub async fn audit_chain_detects_tampering(cfg: Config) -> Result<()> {
     let checked = v["events_checked"].as_u64().unwrap_or(0);
     ensure!(checked >= 5, "events checked: {v}");
 
+    // Delete the newest event: the rest still links up, but no longer ends at the head.
+    let newest = "DELETE FROM audit_events WHERE seq = (SELECT MAX(seq) FROM audit_events)";
+    ensure!(
+        run_sql(&app, newest).await? == 1,
+        "deleted the newest event"
+    );
+    let v = app.verify_audit().await?;
+    ensure!(v["valid"] == false, "truncation detected: {v}");
+    ensure!(v["first_invalid_id"].is_null(), "{v}");
+    ensure!(
+        v["detail"].as_str().unwrap_or_default().contains("head"),
+        "{v}"
+    );
+
     // Change one recorded actor behind the app's back.
     let sql = "UPDATE audit_events SET actor = 'mallory' WHERE seq = 3";
-    match app.config.metadata {
-        Metadata::Sqlite => {
-            let conn = rusqlite::Connection::open(app.sqlite_path())?;
-            ensure!(conn.execute(sql, [])? == 1, "tampered one row");
-        }
-        Metadata::Postgres => {
-            let url = artifact_store_tests::services::pg_url(app.pg_database.as_ref().unwrap());
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
-            ensure!(client.execute(sql, &[]).await? == 1, "tampered one row");
-        }
-    }
+    ensure!(run_sql(&app, sql).await? == 1, "tampered one row");
     let v = app.verify_audit().await?;
     ensure!(v["valid"] == false, "tampering detected: {v}");
     let (_, list) = app
@@ -732,6 +735,19 @@ pub async fn audit_chain_detects_tampering(cfg: Config) -> Result<()> {
         "first invalid is seq 3: {v}"
     );
     Ok(())
+}
+
+/// Runs one statement on the app's metadata database behind its back; rows changed.
+async fn run_sql(app: &TestApp, sql: &str) -> Result<u64> {
+    Ok(match app.config.metadata {
+        Metadata::Sqlite => rusqlite::Connection::open(app.sqlite_path())?.execute(sql, [])? as u64,
+        Metadata::Postgres => {
+            let url = artifact_store_tests::services::pg_url(app.pg_database.as_ref().unwrap());
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(conn);
+            client.execute(sql, &[]).await?
+        }
+    })
 }
 
 /// A client that drops the connection mid-upload leaves nothing committed.

@@ -74,6 +74,7 @@ async fn verify(req: &Request) -> Result<Reply, ApiError> {
             verifier.feed(event);
         }
     }
+    verifier.finish(ctx.meta.audit_head().await?.as_ref());
     Ok(Reply::json(200, &verifier.report()))
 }
 

@@ -22,6 +22,7 @@ pub mod spin_sqlite;
 mod store;
 mod sweeps;
 
+use artifact_store_core::audit::ChainHead;
 use artifact_store_core::model::{
     AuditEvent, File, Hold, Package, Page, RetentionEvent, StorageLocation, Timestamp,
 };
@@ -189,6 +190,10 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
 
     async fn audit_range(&self, after_seq: u64, limit: u32) -> MetaResult<Vec<AuditEvent>> {
         self.audit_range_impl(after_seq, limit).await
+    }
+
+    async fn audit_head(&self) -> MetaResult<Option<ChainHead>> {
+        self.audit_head_impl().await
     }
 
     async fn claim_for_deletion(

@@ -141,6 +141,7 @@ pub async fn verify<M: MetadataStore>(store: &M) -> artifact_store_core::audit::
             break;
         }
     }
+    v.finish(store.audit_head().await.unwrap().as_ref());
     v.report()
 }
 
