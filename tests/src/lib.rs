@@ -424,6 +424,18 @@ impl TestApp {
         self.state_dir.join("blobs.db")
     }
 
+    /// Bytes held in kv chunk entries (`<key>/c/<n>`), read from the store's file.
+    pub fn kv_chunk_bytes(&self) -> Result<u64> {
+        let conn = rusqlite::Connection::open(self.blobs_path())?;
+        let n: i64 = conn.query_row(
+            "SELECT COALESCE(SUM(LENGTH(value)), 0) FROM spin_key_value \
+             WHERE store = 'blobs' AND key LIKE '%/c/%'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
     // --- requests ---------------------------------------------------------------------
 
     pub fn req(

@@ -67,13 +67,7 @@ pub async fn expired_packages_are_deleted(cfg: Config) -> Result<()> {
     if app.config.bytes == artifact_store_tests::Bytes::Kv {
         // Every chunk of the deleted object is gone (kv objects point at the chunks they
         // were staged in); the two kept 1000-byte objects remain.
-        let conn = rusqlite::Connection::open(app.blobs_path())?;
-        let left: i64 = conn.query_row(
-            "SELECT COALESCE(SUM(LENGTH(value)), 0) FROM spin_key_value \
-             WHERE store = 'blobs' AND key LIKE '%/c/%'",
-            [],
-            |r| r.get(0),
-        )?;
+        let left = app.kv_chunk_bytes()?;
         ensure!(left == 2000, "{left} chunk bytes left, want 2000");
     }
     let (s, _) = app.download(&app.tokens.operator, &keep_fid).await?;

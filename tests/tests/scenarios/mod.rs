@@ -629,18 +629,13 @@ pub async fn dedupe_same_bytes(cfg: Config) -> Result<()> {
     if app.config.bytes == Bytes::Kv {
         // The bytes themselves are stored once (the kv promotion moves the staged chunks,
         // the second upload's are freed), and no staging entry is left.
-        let conn = rusqlite::Connection::open(app.blobs_path())?;
-        let chunk_bytes: i64 = conn.query_row(
-            "SELECT COALESCE(SUM(LENGTH(value)), 0) FROM spin_key_value \
-             WHERE store = 'blobs' AND key LIKE '%/c/%'",
-            [],
-            |r| r.get(0),
-        )?;
+        let chunk_bytes = app.kv_chunk_bytes()?;
         ensure!(
             chunk_bytes as usize == bytes.len(),
             "chunks hold {chunk_bytes} bytes for one {}-byte object",
             bytes.len()
         );
+        let conn = rusqlite::Connection::open(app.blobs_path())?;
         let staging: i64 = conn.query_row(
             "SELECT COUNT(*) FROM spin_key_value WHERE store = 'blobs' \
              AND key LIKE 'staging/%' AND key NOT LIKE '%/c/%'",
