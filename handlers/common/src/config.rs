@@ -112,6 +112,18 @@ impl Config {
         if sweep_lease_seconds < 1 {
             return Err(bad("sweep_lease_seconds", "must be at least 1"));
         }
+        let max_file_bytes: u64 = number(&lookup, "max_file_bytes", DEFAULT_MAX_FILE_BYTES)?;
+        // S3 takes an object in one PutObject (the fast path) or copies it in one
+        // CopyObject (promotion) only up to 5 GiB: a larger limit would fail each such
+        // upload after its whole body was sent. Refuse the setting instead.
+        if default_backend == BackendKind::S3
+            && max_file_bytes > crate::storage::s3::MAX_SINGLE_PUT_BYTES
+        {
+            return Err(bad(
+                "max_file_bytes",
+                "above 5 GiB, the largest object S3 takes in one PutObject or CopyObject",
+            ));
+        }
         let verify_downloads = match lookup("verify_downloads").as_deref() {
             None | Some("false") => false,
             Some("true") => true,
@@ -121,7 +133,7 @@ impl Config {
             verify_downloads,
             auth_tokens,
             default_backend,
-            max_file_bytes: number(&lookup, "max_file_bytes", DEFAULT_MAX_FILE_BYTES)?,
+            max_file_bytes,
             open_package_ttl_seconds,
             retention,
             sweep_batch_size,
@@ -193,5 +205,21 @@ mod tests {
             (name == "max_file_bytes").then(|| "lots".into())
         }
         assert_eq!(Config::from_lookup(broken).err().unwrap().status(), 500);
+        // Above S3's single-request limit: refused on S3, fine on kv.
+        fn huge_on_s3(name: &str) -> Option<String> {
+            match name {
+                "default_backend" => Some("s3".into()),
+                "max_file_bytes" => Some("5368709121".into()),
+                _ => None,
+            }
+        }
+        assert_eq!(Config::from_lookup(huge_on_s3).err().unwrap().status(), 500);
+        fn huge_on_kv(name: &str) -> Option<String> {
+            (name == "max_file_bytes").then(|| "5368709121".into())
+        }
+        assert_eq!(
+            Config::from_lookup(huge_on_kv).unwrap().max_file_bytes,
+            5_368_709_121
+        );
     }
 }
