@@ -159,16 +159,15 @@ pub fn metadata_map(map: &Metadata) -> Result<(), DomainError> {
         ));
     }
     find_secret_key(map)?;
+    let json = serde_json::to_string(map);
     // PostgreSQL's jsonb refuses `\u0000`: refuse it on every store alike.
-    if serde_json::to_string(map).is_ok_and(|json| json.contains("\\u0000")) {
+    if json.as_ref().is_ok_and(|j| j.contains("\\u0000")) {
         return Err(err(
             ErrorCode::InvalidMetadata,
             "metadata must not contain NUL characters",
         ));
     }
-    let size = serde_json::to_vec(map)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    let size = json.map_or(usize::MAX, |j| j.len());
     if size > MAX_METADATA_BYTES {
         return Err(err(
             ErrorCode::InvalidMetadata,

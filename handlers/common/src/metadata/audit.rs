@@ -5,9 +5,8 @@ use artifact_store_core::ports::{AuditDraft, AuditFilter, MetaResult, PageReques
 use artifact_store_core::time;
 
 use super::conn::{SqlConn, SqlValue};
-use super::rows::{self, AUDIT_COLUMNS, Cols};
+use super::rows::{self, AUDIT_COLUMNS};
 use super::store::SqlStore;
-use artifact_store_core::audit::ChainHead;
 use artifact_store_core::cursor;
 
 impl<C: SqlConn> SqlStore<C> {
@@ -58,20 +57,6 @@ impl<C: SqlConn> SqlStore<C> {
             None
         };
         Ok(Page { items, next_cursor })
-    }
-
-    pub(crate) async fn audit_head_impl(&self) -> MetaResult<Option<ChainHead>> {
-        let row = self
-            .first_row(
-                "SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1",
-                &[],
-            )
-            .await?
-            .ok_or_else(|| rows::corrupt("audit_chain_head missing"))?;
-        let mut c = Cols::new(&row);
-        let seq = c.u64()?;
-        let hash = c.text()?;
-        Ok((seq > 0).then_some(ChainHead { seq, hash }))
     }
 
     pub(crate) async fn audit_range_impl(

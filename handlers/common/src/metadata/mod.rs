@@ -193,7 +193,7 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
     }
 
     async fn audit_head(&self) -> MetaResult<Option<ChainHead>> {
-        self.audit_head_impl().await
+        self.read_chain_head(false).await
     }
 
     async fn claim_for_deletion(

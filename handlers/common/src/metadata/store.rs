@@ -142,26 +142,29 @@ impl<C: SqlConn> SqlStore<C> {
     /// Appends one audit event inside the caller's write transaction: locks the chain head,
     /// chains the event to it and moves the head. Call it last in a transaction so the head
     /// lock is held briefly and always taken after any row lock (no lock-order inversions).
-    pub(crate) async fn append_audit_in_tx(
-        &self,
-        draft: AuditDraft,
-        now: Timestamp,
-    ) -> MetaResult<AuditEvent> {
+    /// The audit chain's recorded head (`None` while the chain is empty); with `lock`, its
+    /// row stays locked to the end of the transaction, which serializes appends.
+    pub(crate) async fn read_chain_head(&self, lock: bool) -> MetaResult<Option<ChainHead>> {
         let sql = format!(
             "SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1{}",
-            self.dialect().row_lock()
+            if lock { self.dialect().row_lock() } else { "" }
         );
         let row = self
             .first_row(&sql, &[])
             .await?
             .ok_or_else(|| rows::corrupt("audit_chain_head missing"))?;
         let mut c = Cols::new(&row);
-        let last_seq = c.u64()?;
-        let last_hash = c.text()?;
-        let head = (last_seq > 0).then_some(ChainHead {
-            seq: last_seq,
-            hash: last_hash,
-        });
+        let seq = c.u64()?;
+        let hash = c.text()?;
+        Ok((seq > 0).then_some(ChainHead { seq, hash }))
+    }
+
+    pub(crate) async fn append_audit_in_tx(
+        &self,
+        draft: AuditDraft,
+        now: Timestamp,
+    ) -> MetaResult<AuditEvent> {
+        let head = self.read_chain_head(true).await?;
         let event = audit::chain_after(head.as_ref(), &draft, new_id(), now);
         self.exec(
             "INSERT INTO audit_events (id, seq, event_type, package_id, file_id, actor, \
