@@ -363,6 +363,15 @@ pub trait MetadataStore {
     /// How many packages would be deletion eligible at `now` but for an active hold (the
     /// sweep report's `held`).
     async fn count_held_eligible(&self, now: Timestamp, open_ttl_secs: i64) -> MetaResult<u64>;
+    /// Up to `limit` packages, with their holds, that a sweep at `now` would look at:
+    /// expired by date, abandoned `open`, or `deleting`, in claim order (a sweep dry run
+    /// judges each with `retention::keep_reason`). Changes nothing.
+    async fn sweep_candidates(
+        &self,
+        now: Timestamp,
+        open_ttl_secs: i64,
+        limit: u32,
+    ) -> MetaResult<Vec<Package>>;
     /// Object keys of the package that no live file of another package references, each
     /// marked `deleting` so no new upload references them meanwhile. Fails with
     /// `hold_active` when a hold was applied since the claim.

@@ -164,23 +164,61 @@ pub fn is_abandoned(
         && time::add_secs(created_at, open_ttl_secs).is_some_and(|deadline| deadline <= now)
 }
 
-/// May a sweep delete this package now? See the module doc for the rules.
+/// Why a sweep keeps a package it looked at (a sweep dry run lists these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepReason {
+    /// `permanent-record` never expires.
+    Permanent,
+    /// Would be deleted but for an active hold.
+    Held,
+    /// Finalized, and its `expires_at` is still ahead.
+    NotExpired,
+    /// Open, and not yet abandoned (its class rule does not count while it may receive
+    /// uploads).
+    NotAbandoned,
+    /// Already deleted.
+    Deleted,
+}
+
+/// May a sweep delete this package now? `None` when it may, else why not. The one place
+/// the rules of the module doc are written down; the sweep's SQL mirrors it.
+pub fn keep_reason(
+    facts: &RetentionFacts,
+    holds: &[Hold],
+    now: Timestamp,
+    open_ttl_secs: i64,
+) -> Option<KeepReason> {
+    if facts.status == PackageStatus::Deleted {
+        return Some(KeepReason::Deleted);
+    }
+    if facts.retention_class == RetentionClass::PermanentRecord {
+        return Some(KeepReason::Permanent);
+    }
+    // Dates before holds: `held` means "would go but for a hold" (the sweep report's
+    // `held`), so releasing the hold is all that is left.
+    match facts.status {
+        PackageStatus::Open
+            if !is_abandoned(facts.status, facts.created_at, now, open_ttl_secs) =>
+        {
+            Some(KeepReason::NotAbandoned)
+        }
+        PackageStatus::Finalized if !facts.expires_at.is_some_and(|e| e <= now) => {
+            Some(KeepReason::NotExpired)
+        }
+        _ if holds.iter().any(Hold::is_active) => Some(KeepReason::Held),
+        _ => None,
+    }
+}
+
+/// May a sweep delete this package now? See `keep_reason`.
 pub fn deletion_eligible(
     facts: &RetentionFacts,
     holds: &[Hold],
     now: Timestamp,
     open_ttl_secs: i64,
 ) -> bool {
-    if facts.retention_class == RetentionClass::PermanentRecord || holds.iter().any(Hold::is_active)
-    {
-        return false;
-    }
-    match facts.status {
-        PackageStatus::Open => is_abandoned(facts.status, facts.created_at, now, open_ttl_secs),
-        PackageStatus::Finalized => facts.expires_at.is_some_and(|e| e <= now),
-        PackageStatus::Deleting => true,
-        PackageStatus::Deleted => false,
-    }
+    keep_reason(facts, holds, now, open_ttl_secs).is_none()
 }
 
 /// `deletion_eligible` for a loaded package, using its own holds.
@@ -296,5 +334,52 @@ mod tests {
         f.expires_at = None;
         assert!(!deletion_eligible(&f, &[], now, DAY));
         assert!(is_abandoned(f.status, f.created_at, now, DAY));
+    }
+
+    #[test]
+    fn keep_reasons() {
+        let now = t("2026-03-01T00:00:00Z");
+        let f = RetentionFacts {
+            status: PackageStatus::Finalized,
+            retention_class: RetentionClass::Transient,
+            created_at: t("2026-01-01T00:00:00Z"),
+            expires_at: Some(t("2026-03-02T00:00:00Z")),
+        };
+        let reason = |f: RetentionFacts, holds: &[Hold], now| keep_reason(&f, holds, now, DAY);
+        assert_eq!(reason(f, &[], now), Some(KeepReason::NotExpired));
+        assert_eq!(reason(f, &[hold(false)], now), Some(KeepReason::NotExpired));
+        let later = t("2026-03-02T00:00:00Z");
+        assert_eq!(reason(f, &[], later), None);
+        assert_eq!(reason(f, &[hold(false)], later), Some(KeepReason::Held));
+        let open = RetentionFacts {
+            status: PackageStatus::Open,
+            ..f
+        };
+        // Expired by its class rule, yet still within the open TTL: kept.
+        assert_eq!(
+            reason(open, &[], t("2026-01-01T12:00:00Z")),
+            Some(KeepReason::NotAbandoned)
+        );
+        assert_eq!(reason(open, &[], now), None);
+        let permanent = RetentionFacts {
+            retention_class: RetentionClass::PermanentRecord,
+            expires_at: None,
+            ..open
+        };
+        // Permanent wins over a hold: it would be kept without one.
+        assert_eq!(
+            reason(permanent, &[hold(false)], now),
+            Some(KeepReason::Permanent)
+        );
+        let deleted = RetentionFacts {
+            status: PackageStatus::Deleted,
+            ..f
+        };
+        assert_eq!(reason(deleted, &[], later), Some(KeepReason::Deleted));
+        let deleting = RetentionFacts {
+            status: PackageStatus::Deleting,
+            ..f
+        };
+        assert_eq!(reason(deleting, &[], now), None);
     }
 }

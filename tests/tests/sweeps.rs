@@ -341,6 +341,105 @@ pub async fn open_packages_stay_until_abandoned(cfg: Config) -> Result<()> {
     Ok(())
 }
 
+/// The newest audit event's `seq`.
+async fn audit_head_seq(app: &TestApp) -> Result<u64> {
+    let (s, v) = app.get_json(&app.tokens.operator, "/audit?limit=1").await?;
+    ensure!(s == 200, "{s} {v}");
+    v["items"][0]["seq"].as_u64().context("seq")
+}
+
+/// Package ids and reasons of one list of a sweep plan, sorted.
+fn planned(plan: &serde_json::Value, list: &str) -> Vec<(String, String)> {
+    let mut got: Vec<(String, String)> = plan[list]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let field = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+                    (field("package_id"), field("reason"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    got.sort();
+    got
+}
+
+/// A dry run (`POST ?dry_run=true`, or `GET`) says what a sweep would delete and why it
+/// keeps the rest, changes nothing, and the sweep that follows deletes exactly that.
+pub async fn dry_run_lists_what_a_sweep_would_do(cfg: Config) -> Result<()> {
+    let app = start!(
+        cfg.var("retention_transient_seconds", "2")
+            .var("open_package_ttl_seconds", "3600")
+    );
+    let op = app.tokens.operator.clone();
+    let (expired, _) =
+        finalized_with_file(&app, "expired", "transient", pseudo_random(21, 1000)).await?;
+    let (held, _) = finalized_with_file(&app, "held", "transient", pseudo_random(22, 1000)).await?;
+    let (s, h) = app
+        .post_json(
+            &op,
+            &format!("/packages/{held}/retention/holds"),
+            &json!({"reason": "audit"}),
+        )
+        .await?;
+    ensure!(s == 201, "{h}");
+    let (young, _) =
+        finalized_with_file(&app, "young", "raw-evidence", pseudo_random(23, 1000)).await?;
+    let busy = id(&app.create_package("busy", "transient").await?);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let seq = audit_head_seq(&app).await?;
+    let (s, plan) = app
+        .post_json(&op, "/admin/sweeps?dry_run=true", &json!({}))
+        .await?;
+    ensure!(s == 200, "{s} {plan}");
+    ensure!(plan["truncated"] == false, "{plan}");
+    ensure!(
+        planned(&plan, "would_delete") == vec![(expired.clone(), "expired".to_string())],
+        "{plan}"
+    );
+    let mut kept = vec![
+        (held.clone(), "held".to_string()),
+        (busy.clone(), "not_abandoned".to_string()),
+    ];
+    kept.sort();
+    ensure!(planned(&plan, "kept") == kept, "{plan}");
+    ensure!(
+        !plan.to_string().contains(&young),
+        "not due for a look: {plan}"
+    );
+    let (s, got) = app.get_json(&op, "/admin/sweeps").await?;
+    ensure!(s == 200, "{s} {got}");
+    ensure!(
+        planned(&got, "would_delete") == planned(&plan, "would_delete")
+            && planned(&got, "kept") == planned(&plan, "kept"),
+        "GET = dry run: {got}"
+    );
+    // Nothing changed: no status, no audit event.
+    ensure!(status(&app, &expired).await? == "finalized");
+    ensure!(
+        audit_head_seq(&app).await? == seq,
+        "a dry run writes nothing"
+    );
+
+    let (s, v) = app
+        .post_json(&op, "/admin/sweeps?dry_run=yes", &json!({}))
+        .await?;
+    ensure!(s == 422 && v["code"] == "invalid_query", "{s} {v}");
+    let (s, v) = app.get_json(&app.tokens.producer, "/admin/sweeps").await?;
+    ensure!(s == 403, "operators only: {s} {v}");
+
+    let report = app.sweep().await?;
+    ensure!(report["deleted"] == 1 && report["held"] == 1, "{report}");
+    ensure!(status(&app, &expired).await? == "deleted");
+    for keep in [&held, &young] {
+        ensure!(status(&app, keep).await? == "finalized");
+    }
+    ensure!(status(&app, &busy).await? == "open");
+    Ok(())
+}
+
 artifact_store_tests::suite!(
     scenarios;
     sqlite_kv => (Sqlite, Kv, Harness),
@@ -353,6 +452,7 @@ artifact_store_tests::suite!(
     shared_object_survives,
     abandoned_open_packages_are_swept,
     open_packages_stay_until_abandoned,
+    dry_run_lists_what_a_sweep_would_do,
     killed_sweeper_resumes,
     cron_sweeper_fires,
 ]);

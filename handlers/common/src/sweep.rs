@@ -10,10 +10,11 @@
 //! backends.
 
 use artifact_store_core::error::ErrorCode;
-use artifact_store_core::model::{AuditEventType, Timestamp};
+use artifact_store_core::model::{AuditEventType, PackageStatus, RetentionClass, Timestamp};
 use artifact_store_core::ports::{
     AuditDraft, MetaResult, MetadataError, MetadataStore, ObjectStore, PendingUpload,
 };
+use artifact_store_core::retention::{self, KeepReason, RetentionFacts};
 use artifact_store_core::time;
 use serde_json::json;
 
@@ -72,6 +73,99 @@ pub struct SweepReport {
     /// Staging objects of abandoned uploads removed (not part of the contract's answer).
     #[serde(skip)]
     pub orphans_removed: u64,
+}
+
+/// What a sweep would do at `now`, changing nothing: `POST /admin/sweeps?dry_run=true`
+/// and `GET /admin/sweeps`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SweepPlan {
+    pub as_of: Timestamp,
+    /// Packages the sweep would delete, in the order it would claim them.
+    pub would_delete: Vec<PlannedPackage>,
+    /// Packages it looked at and keeps, with the reason.
+    pub kept: Vec<PlannedPackage>,
+    /// More packages than `limit` were due for a look: the lists are the first in claim
+    /// order (a sweep itself claims `sweep_batch_size` at a time).
+    pub truncated: bool,
+}
+
+/// One package of a `SweepPlan`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlannedPackage {
+    pub package_id: String,
+    pub producer: String,
+    pub name: String,
+    pub status: PackageStatus,
+    pub retention_class: RetentionClass,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub reason: PlanReason,
+}
+
+/// Why a package is in a `SweepPlan`'s list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum PlanReason {
+    Delete(DeleteReason),
+    /// `held`, `permanent`, `not_expired` or `not_abandoned`.
+    Keep(KeepReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteReason {
+    /// Finalized, and its `expires_at` passed.
+    Expired,
+    /// Open past `open_package_ttl_seconds`.
+    Abandoned,
+    /// A deletion that started and did not finish (it resumes).
+    DeletionUnfinished,
+}
+
+/// Judges each package a sweep at `now` would look at with core's rule
+/// (`retention::keep_reason`, which the claim's SQL mirrors), up to `limit` of them.
+pub async fn plan_sweep<M: MetadataStore>(
+    meta: &M,
+    now: Timestamp,
+    cfg: &SweepConfig,
+    limit: u32,
+) -> MetaResult<SweepPlan> {
+    let mut candidates = meta
+        .sweep_candidates(now, cfg.open_ttl_secs, limit.saturating_add(1))
+        .await?;
+    let truncated = candidates.len() > limit as usize;
+    candidates.truncate(limit as usize);
+    let mut plan = SweepPlan {
+        as_of: now,
+        would_delete: Vec::new(),
+        kept: Vec::new(),
+        truncated,
+    };
+    for p in candidates {
+        let keep =
+            retention::keep_reason(&RetentionFacts::from(&p), &p.holds, now, cfg.open_ttl_secs);
+        let reason = match (keep, p.status) {
+            (Some(why), _) => PlanReason::Keep(why),
+            (None, PackageStatus::Open) => PlanReason::Delete(DeleteReason::Abandoned),
+            (None, PackageStatus::Deleting) => PlanReason::Delete(DeleteReason::DeletionUnfinished),
+            (None, _) => PlanReason::Delete(DeleteReason::Expired),
+        };
+        let entry = PlannedPackage {
+            package_id: p.id,
+            producer: p.producer,
+            name: p.name,
+            status: p.status,
+            retention_class: p.retention_class,
+            created_at: p.created_at,
+            expires_at: p.expires_at,
+            reason,
+        };
+        match reason {
+            PlanReason::Delete(_) => plan.would_delete.push(entry),
+            PlanReason::Keep(_) => plan.kept.push(entry),
+        }
+    }
+    Ok(plan)
 }
 
 /// Runs one sweep at `now` on behalf of `actor` (the operator, or `sweeper` for cron).

@@ -6,7 +6,9 @@ mod s3_support;
 
 use artifact_store_core::ports::{ByteRange, HealthStatus, ObjectStore, PutMetadata, StorageError};
 use artifact_store_handlers::storage::s3::S3Store;
-use artifact_store_handlers::storage::s3::request::{parse_multipart_uploads, parse_upload_id};
+use artifact_store_handlers::storage::s3::request::{
+    CompletedPart, parse_multipart_uploads, parse_upload_id,
+};
 use futures::executor::block_on;
 use s3_support::{ReqwestHttp, TestBody, collect, config, pattern, send, server, unique_prefix};
 use sha2::{Digest, Sha256};
@@ -260,4 +262,60 @@ fn declared_put_is_checked_by_the_server_and_a_mismatch_keeps_nothing() {
         got, bytes,
         "a refused overwrite leaves the object as it was"
     );
+}
+
+/// Parts of a staged upload travel with an unsigned payload and a signed `Content-MD5`:
+/// the server must refuse a part whose bytes changed after signing, and keep nothing of it.
+#[test]
+fn a_part_altered_after_signing_is_refused() {
+    let Some(store) = store(&[]) else { return };
+    let prefix = unique_prefix("store-part-md5");
+    let key = format!("{prefix}obj");
+    let requests = store.requests();
+    let created = send(&requests.create_multipart_upload(&key).unwrap());
+    assert_eq!(created.status, 200, "{}", created.text());
+    let upload_id = parse_upload_id(&created.body).unwrap();
+    let part = pattern(5 * MIB);
+
+    let mut altered = requests
+        .upload_part(&key, &upload_id, 1, part.clone())
+        .unwrap();
+    let auth = altered.headers()["authorization"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        auth.contains("content-md5"),
+        "Content-MD5 is signed: {auth}"
+    );
+    altered.body_mut()[MIB] ^= 1;
+    let refused = send(&altered);
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(refused.text().contains("BadDigest"), "{}", refused.text());
+    // Had the server kept the altered part, its ETag (the MD5 of its bytes) would complete.
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(<md5::Md5 as md5::Digest>::digest(altered.body()))
+    );
+    let parts = [CompletedPart {
+        part_number: 1,
+        etag,
+    }];
+    let completed = send(
+        &requests
+            .complete_multipart_upload(&key, &upload_id, &parts)
+            .unwrap(),
+    );
+    assert!(
+        completed.status == 400 && completed.text().contains("InvalidPart"),
+        "nothing kept: {} {}",
+        completed.status,
+        completed.text()
+    );
+
+    let intact = send(&requests.upload_part(&key, &upload_id, 1, part).unwrap());
+    assert_eq!(intact.status, 200, "{}", intact.text());
+    let aborted = send(&requests.abort_multipart_upload(&key, &upload_id).unwrap());
+    assert!(aborted.status < 300, "{}", aborted.text());
+    no_uploads_left(&store, &prefix);
 }

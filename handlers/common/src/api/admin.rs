@@ -1,5 +1,7 @@
 //! `POST /admin/sweeps`: run an expiry sweep now (operator), the same sweep the cron
 //! component runs, answering its counts `{examined, deleted, held, failed}`.
+//! `POST /admin/sweeps?dry_run=true` and `GET /admin/sweeps`: what a sweep would delete now
+//! and why each other package it looks at is kept, changing nothing.
 
 use artifact_store_core::access::Role;
 use artifact_store_core::time;
@@ -9,9 +11,11 @@ use super::{Ctx, no_route, serve};
 use crate::auth;
 use crate::body::Reply;
 use crate::problem::ApiError;
-use crate::request::Request;
+use artifact_store_core::error::ErrorCode;
+
+use crate::request::{Request, page_request};
 use crate::storage::Backends;
-use crate::sweep::{SweepConfig, run_sweep};
+use crate::sweep::{SweepConfig, plan_sweep, run_sweep};
 
 pub async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve(req, out, route).await
@@ -20,23 +24,38 @@ pub async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 async fn route(req: Request) -> Result<Reply, ApiError> {
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     match (req.method.as_str(), segs.as_slice()) {
-        ("POST", ["admin", "sweeps"]) => sweep(&req).await,
-        (_, ["admin", "sweeps"]) => Err(no_route(true, &["POST"])),
+        ("POST", ["admin", "sweeps"]) => sweep(&req, false).await,
+        ("GET", ["admin", "sweeps"]) => sweep(&req, true).await,
+        (_, ["admin", "sweeps"]) => Err(no_route(true, &["GET", "POST"])),
         _ => Err(no_route(false, &[])),
     }
 }
 
-async fn sweep(req: &Request) -> Result<Reply, ApiError> {
+/// Runs a sweep, or with `plan_only` (a `GET`, or `?dry_run=true`) says what one would do.
+async fn sweep(req: &Request, plan_only: bool) -> Result<Reply, ApiError> {
     let ctx = Ctx::open(req).await?;
     auth::require_role(&ctx.principal, Role::Operator)?;
+    let cfg = SweepConfig::from_config(&ctx.config);
+    if plan_only || dry_run(req)? {
+        // `?limit=` as for every list (default 50, at most 1000).
+        let limit = page_request(&req.query)?.limit;
+        let plan = plan_sweep(&ctx.meta, time::now(), &cfg, limit).await?;
+        return Ok(Reply::json(200, &plan));
+    }
     let backends = Backends::from_config(&ctx.config)?;
-    let report = run_sweep(
-        &ctx.meta,
-        &backends,
-        time::now(),
-        &SweepConfig::from_config(&ctx.config),
-        &ctx.principal.name,
-    )
-    .await?;
+    let report = run_sweep(&ctx.meta, &backends, time::now(), &cfg, &ctx.principal.name).await?;
     Ok(Reply::json(200, &report))
+}
+
+/// `?dry_run=true|false` (absent: false); anything else is refused rather than guessed,
+/// since guessing wrong would delete.
+fn dry_run(req: &Request) -> Result<bool, ApiError> {
+    match req.query_param("dry_run") {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            "`dry_run` must be `true` or `false`",
+        )),
+    }
 }

@@ -212,6 +212,15 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
         self.count_held_eligible_impl(now, open_ttl_secs).await
     }
 
+    async fn sweep_candidates(
+        &self,
+        now: Timestamp,
+        open_ttl_secs: i64,
+        limit: u32,
+    ) -> MetaResult<Vec<Package>> {
+        self.sweep_candidates_impl(now, open_ttl_secs, limit).await
+    }
+
     async fn objects_to_delete(&self, package_id: &str) -> MetaResult<Vec<StorageLocation>> {
         self.objects_to_delete_impl(package_id).await
     }

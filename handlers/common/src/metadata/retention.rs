@@ -113,11 +113,7 @@ impl<C: SqlConn> SqlStore<C> {
                 }
                 PackageStatus::Deleting => {
                     // No byte is gone yet: the hold wins and the package goes back.
-                    let back = if locked.finalized {
-                        "finalized"
-                    } else {
-                        "open"
-                    };
+                    let back = locked.status_before_claim();
                     self.exec(
                         "UPDATE artifact_packages SET status = ?, deleting_at = NULL, \
                          lease_until = NULL, claimed_by = NULL WHERE id = ?",

@@ -56,6 +56,14 @@ pub(crate) struct LockedPackage {
     pub(crate) total_bytes: u64,
 }
 
+impl LockedPackage {
+    /// The status a claimed package returns to when its deletion stops before any byte is
+    /// gone (a hold arrived).
+    pub(crate) fn status_before_claim(&self) -> &'static str {
+        if self.finalized { "finalized" } else { "open" }
+    }
+}
+
 impl<C: SqlConn> SqlStore<C> {
     pub fn new(conn: C) -> SqlStore<C> {
         SqlStore { conn }

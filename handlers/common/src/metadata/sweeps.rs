@@ -10,9 +10,11 @@
 
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::{
-    AuditEventType, PackageStatus, RetentionEventType, StorageLocation, Timestamp,
+    AuditEventType, Package, PackageStatus, RetentionEventType, StorageLocation, Timestamp,
 };
-use artifact_store_core::ports::{AuditDraft, BlobState, MetaResult, PendingUpload, SweepClaim};
+use artifact_store_core::ports::{
+    AuditDraft, BlobState, MetaResult, MetadataError, PendingUpload, SweepClaim,
+};
 use artifact_store_core::time;
 use serde_json::json;
 
@@ -82,6 +84,12 @@ impl<C: SqlConn> SqlStore<C> {
                         PackageStatus::parse(&c.text()?).ok_or_else(|| rows::corrupt("status"))?;
                     let expires_at = c.opt_time()?;
                     let newly = status != PackageStatus::Deleting;
+                    // The candidate query's snapshot predates its row locks: on PostgreSQL a
+                    // hold committed in between is invisible to it. Now that the row is
+                    // locked (a hold locks it too), a fresh look sees every hold.
+                    if newly && self.has_active_hold(&id).await? {
+                        continue;
+                    }
                     self.exec(
                         "UPDATE artifact_packages SET status = 'deleting', \
                          deleting_at = COALESCE(deleting_at, ?), lease_until = ?, \
@@ -159,10 +167,78 @@ impl<C: SqlConn> SqlStore<C> {
         row.map_or(Ok(0), |r| Cols::new(&r).u64())
     }
 
+    pub(crate) async fn sweep_candidates_impl(
+        &self,
+        now: Timestamp,
+        open_ttl_secs: i64,
+        limit: u32,
+    ) -> MetaResult<Vec<Package>> {
+        let now_epoch = time::epoch(time::truncate(now));
+        let sql = format!(
+            "SELECT p.id FROM artifact_packages p WHERE p.status <> 'deleted' AND \
+             (p.expires_epoch <= ? OR (p.status = 'open' AND p.created_epoch <= ?) \
+              OR p.status = 'deleting') \
+             ORDER BY p.created_at, p.id LIMIT {}",
+            limit.max(1)
+        );
+        let rows = self
+            .rows(
+                &sql,
+                &[now_epoch.into(), (now_epoch - open_ttl_secs).into()],
+            )
+            .await?;
+        let mut packages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id = Cols::new(row).text()?;
+            // A package deleted since the query is simply left out.
+            if let Some(p) = self.get_package_impl(&id).await?
+                && p.status != PackageStatus::Deleted
+            {
+                packages.push(p);
+            }
+        }
+        Ok(packages)
+    }
+
+    async fn has_active_hold(&self, package_id: &str) -> MetaResult<bool> {
+        let row = self
+            .first_row(
+                "SELECT 1 FROM holds WHERE package_id = ? AND released_at IS NULL",
+                &[package_id.into()],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The objects the claimed `package_id`'s deletion may remove, now that no hold can
+    /// stop it. A held package (a hold that raced the claim) goes back to its status before
+    /// the claim, so it never sits in `deleting`, answering 410, while held.
     pub(crate) async fn objects_to_delete_impl(
         &self,
         package_id: &str,
     ) -> MetaResult<Vec<StorageLocation>> {
+        let result = self.objects_to_delete_tx(package_id).await;
+        if let Err(MetadataError::Domain(e)) = &result
+            && e.code == ErrorCode::HoldActive
+        {
+            self.write_tx(async || {
+                let locked = self.lock_package(package_id).await?;
+                if locked.status == PackageStatus::Deleting && !locked.bytes_deletion_started {
+                    self.exec(
+                        "UPDATE artifact_packages SET status = ?, deleting_at = NULL, \
+                         lease_until = NULL, claimed_by = NULL WHERE id = ?",
+                        &[locked.status_before_claim().into(), package_id.into()],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        result
+    }
+
+    async fn objects_to_delete_tx(&self, package_id: &str) -> MetaResult<Vec<StorageLocation>> {
         self.write_tx(async || {
             let locked = self.lock_package(package_id).await?;
             if locked.status != PackageStatus::Deleting {
@@ -171,13 +247,7 @@ impl<C: SqlConn> SqlStore<C> {
                     format!("package {package_id} is {}", locked.status.as_str()),
                 ));
             }
-            let held = self
-                .first_row(
-                    "SELECT 1 FROM holds WHERE package_id = ? AND released_at IS NULL",
-                    &[package_id.into()],
-                )
-                .await?;
-            if held.is_some() {
+            if self.has_active_hold(package_id).await? {
                 return Err(domain(
                     ErrorCode::HoldActive,
                     format!("package {package_id} is on hold"),

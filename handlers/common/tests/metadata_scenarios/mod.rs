@@ -648,6 +648,66 @@ pub async fn concurrent_claims_never_overlap<H: Harness>(h: &H) {
     assert!(again.iter().all(|c| !c.newly_deleting));
 }
 
+/// A hold racing a sweep's claim (issue 12, item 3): whichever wins, a held package never
+/// stays `deleting` (where its downloads answer 410). First the race's worst outcome,
+/// written behind the store's back: a hold the claim's snapshot missed (PostgreSQL, READ
+/// COMMITTED); then real holds against real claims on two connections.
+pub async fn holds_racing_claims_never_leave_a_held_package_deleting<H: Harness>(h: &H) {
+    let a = h.connect().await;
+    let b = h.connect().await;
+    let status = async |id: &str| a.get_package(id).await.unwrap().unwrap().status;
+
+    let raced = expired_packages(&a, 1).await.remove(0);
+    let claims = a
+        .claim_for_deletion(after_expiry(), 86_400, 10, 600, "sw")
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    let sql = a
+        .conn()
+        .dialect()
+        .placeholders(
+            "INSERT INTO holds (id, package_id, reason, created_by, created_at) \
+             VALUES (?, ?, 'raced', 'op', ?)",
+        )
+        .into_owned();
+    let at = artifact_store_core::time::format(after_expiry());
+    a.conn()
+        .execute(&sql, &[id().into(), raced.as_str().into(), at.into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        code(a.objects_to_delete(&raced).await),
+        ErrorCode::HoldActive
+    );
+    assert_eq!(status(&raced).await, PackageStatus::Finalized);
+    assert!(
+        a.claim_for_deletion(after_expiry(), 86_400, 10, 600, "sw")
+            .await
+            .unwrap()
+            .is_empty(),
+        "a held package is not claimed again"
+    );
+
+    for round in 0..20 {
+        let id = expired_packages(&a, 1).await.remove(0);
+        let (hold, claims) = futures::join!(
+            b.apply_hold(&id, "race", "op", after_expiry()),
+            a.claim_for_deletion(after_expiry(), 86_400, 10, 600, "sw"),
+        );
+        hold.unwrap();
+        if claims.unwrap().iter().any(|c| c.package.id == id) {
+            // What the sweep does next with its claim.
+            let next = code(a.objects_to_delete(&id).await);
+            assert!(
+                matches!(next, ErrorCode::HoldActive | ErrorCode::InvalidState),
+                "round {round}: {next:?}"
+            );
+        }
+        assert_eq!(status(&id).await, PackageStatus::Finalized, "round {round}");
+    }
+}
+
 pub async fn deletion_flow_keeps_shared_objects<H: Harness>(h: &H) {
     let s = h.connect().await;
     // `old` expires; `keep` shares one object with it and lives on.
@@ -983,7 +1043,8 @@ pub async fn pins_keep_sweeps_off_objects<H: Harness>(h: &H) {
 /// with an open-package TTL longer than a class rule (an open package past its class's
 /// expiry but not abandoned is still receiving uploads and must stay).
 pub async fn sweep_claims_exactly_what_core_calls_eligible<H: Harness>(h: &H) {
-    use artifact_store_core::retention::package_deletion_eligible;
+    use artifact_store_core::retention::{KeepReason, keep_reason, package_deletion_eligible};
+    use artifact_store_handlers::sweep::{PlanReason, SweepConfig, plan_sweep};
     let s = h.connect().await;
     let day = 86_400;
     let now = t(40 * day);
@@ -1032,6 +1093,51 @@ pub async fn sweep_claims_exactly_what_core_calls_eligible<H: Harness>(h: &H) {
         s.count_held_eligible(now, ttl).await.unwrap(),
         held_eligible,
         "held"
+    );
+    // The dry run judges the same packages by core's rule, and changes nothing (else the
+    // claim below would miss what it claimed).
+    let cfg = SweepConfig {
+        batch_size: 1000,
+        open_ttl_secs: ttl,
+        lease_secs: 600,
+        orphan_grace_secs: 0,
+    };
+    let plan = plan_sweep(&s, now, &cfg, 1000).await.unwrap();
+    assert!(!plan.truncated);
+    let mut would: Vec<String> = plan
+        .would_delete
+        .iter()
+        .map(|p| p.package_id.clone())
+        .collect();
+    would.sort();
+    eligible.sort();
+    assert_eq!(would, eligible, "dry run = core's eligible");
+    for kept in &plan.kept {
+        let p = s.get_package(&kept.package_id).await.unwrap().unwrap();
+        let why = keep_reason(&(&p).into(), &p.holds, now, ttl).unwrap();
+        assert_eq!(kept.reason, PlanReason::Keep(why), "{}", kept.package_id);
+    }
+    let held_in_plan = plan
+        .kept
+        .iter()
+        .filter(|k| k.reason == PlanReason::Keep(KeepReason::Held))
+        .count();
+    assert_eq!(
+        held_in_plan as u64, held_eligible,
+        "held, as the sweep counts it"
+    );
+    let reasons: std::collections::BTreeSet<String> = plan
+        .kept
+        .iter()
+        .chain(&plan.would_delete)
+        .map(|k| serde_json::to_value(k.reason).unwrap().to_string())
+        .collect();
+    // Every reason a plan gives here (`deletion_unfinished` needs a claim; a finalized
+    // package is only looked at once past its date, so never `not_expired`).
+    assert_eq!(
+        reasons.len(),
+        5,
+        "expired, abandoned, held, permanent, not_abandoned: {reasons:?}"
     );
     let mut claimed: Vec<String> = s
         .claim_for_deletion(now, ttl, 1000, 600, "sw")
@@ -1173,5 +1279,6 @@ macro_rules! metadata_scenarios {
         scenario!(orphan_objects_are_claimed_only_when_unneeded);
         scenario!(sweep_claims_exactly_what_core_calls_eligible);
         scenario!(failing_deletions_back_off);
+        scenario!(holds_racing_claims_never_leave_a_held_package_deleting);
     };
 }

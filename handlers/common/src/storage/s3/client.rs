@@ -284,7 +284,9 @@ impl<T: Transport> S3Store<T> {
     }
 
     /// Streams the rest of `body` as parts of `part_size`, starting with what `buf`
-    /// already holds, then completes the upload.
+    /// already holds, then completes the upload. One part is in flight while the next one is
+    /// read and hashed (the component's hashing and the server's storing overlap); so at
+    /// most two parts are in memory.
     #[allow(clippy::too_many_arguments)]
     async fn upload_rest(
         &self,
@@ -298,27 +300,33 @@ impl<T: Transport> S3Store<T> {
         part_size: usize,
     ) -> Result<(), StorageError> {
         let mut parts: Vec<CompletedPart> = Vec::new();
+        let mut ended = false;
         loop {
-            // Send every full part buffered; a short last part waits for the end.
-            while buf.len() >= part_size {
-                let rest = buf.split_off(part_size);
+            // Send every full part buffered (one at a time); a short last part waits for
+            // the end.
+            if buf.len() >= part_size || ended {
+                let rest = buf.split_off(part_size.min(buf.len()));
                 let part = std::mem::replace(&mut buf, rest);
-                parts.push(self.next_part(key, upload_id, parts.len(), part).await?);
-            }
-            match body.next_chunk().await? {
-                None => break,
-                Some(chunk) => {
-                    *total += chunk.len() as u64;
-                    if *total > max_bytes {
-                        return Err(StorageError::TooLarge { limit: max_bytes });
-                    }
-                    hasher.update(&chunk);
-                    append_bounded(&mut buf, &chunk, part_size);
+                if ended && part.is_empty() && !parts.is_empty() {
+                    break;
                 }
+                let send = self.next_part(key, upload_id, parts.len(), part);
+                if ended {
+                    parts.push(send.await?);
+                    if buf.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+                let fill = self.fill(body, &mut buf, hasher, total, max_bytes, part_size);
+                let (sent, filled) = futures::join!(send, fill);
+                parts.push(sent?);
+                ended = filled?;
+            } else {
+                ended = self
+                    .fill(body, &mut buf, hasher, total, max_bytes, part_size)
+                    .await?;
             }
-        }
-        if !buf.is_empty() || parts.is_empty() {
-            parts.push(self.next_part(key, upload_id, parts.len(), buf).await?);
         }
         let request = self
             .requests
@@ -329,6 +337,34 @@ impl<T: Transport> S3Store<T> {
         self.checked_body("CompleteMultipartUpload", key, reply)
             .await?;
         Ok(())
+    }
+
+    /// Reads and hashes `body` into `buf` until it holds a whole part; `true` when the body
+    /// ended first. Yields after each chunk so a part in flight beside it keeps moving.
+    async fn fill(
+        &self,
+        body: &mut impl ByteStream,
+        buf: &mut Vec<u8>,
+        hasher: &mut Sha256,
+        total: &mut u64,
+        max_bytes: u64,
+        part_size: usize,
+    ) -> Result<bool, StorageError> {
+        while buf.len() < part_size {
+            match body.next_chunk().await? {
+                None => return Ok(true),
+                Some(chunk) => {
+                    *total += chunk.len() as u64;
+                    if *total > max_bytes {
+                        return Err(StorageError::TooLarge { limit: max_bytes });
+                    }
+                    hasher.update(&chunk);
+                    append_bounded(buf, &chunk, part_size);
+                    self.transport.yield_now().await;
+                }
+            }
+        }
+        Ok(false)
     }
 
     async fn next_part(

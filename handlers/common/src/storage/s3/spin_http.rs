@@ -15,7 +15,7 @@ use wasi::io::streams::{InputStream, StreamError};
 
 use super::error::{DEFAULT_RETRY_AFTER_SECS, connection_failed};
 use super::request::S3Request;
-use super::transport::Transport;
+use super::transport::{Transport, yield_once};
 use crate::body::RawBody;
 use crate::splice::{self, SpliceError};
 
@@ -113,6 +113,16 @@ fn into_http(response: IncomingResponse) -> Result<http::Response<SpinBody>, Str
 impl Transport for SpinHttp {
     type Body = SpinBody;
     type Payload = RawBody;
+
+    /// Spin's executor ignores wakers: it re-polls only when a registered pollable is
+    /// ready, so yield on one that is ready at once (a zero-length timer).
+    async fn yield_now(&self) {
+        yield_once(|waker| {
+            let ready = wasi::clocks::monotonic_clock::subscribe_duration(0);
+            spin_executor::push_waker(ready, waker.clone());
+        })
+        .await
+    }
 
     async fn send(&self, request: &S3Request) -> Result<http::Response<SpinBody>, String> {
         let outgoing = outgoing(request)?;

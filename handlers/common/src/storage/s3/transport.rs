@@ -33,6 +33,26 @@ pub trait Transport {
         request: &S3Request,
         payload: &mut Self::Payload,
     ) -> Result<http::Response<Self::Body>, StorageError>;
+
+    /// Lets the other futures of this task run once, without waiting on anything (a body
+    /// being read and hashed yields so a part in flight keeps moving). The default suits
+    /// executors that honour wakers.
+    async fn yield_now(&self) {
+        yield_once(std::task::Waker::wake_by_ref).await
+    }
+}
+
+/// `Pending` once, after `reschedule` arranged for the task to be polled again; then done.
+pub async fn yield_once(reschedule: impl FnOnce(&std::task::Waker)) {
+    let mut reschedule = Some(reschedule);
+    std::future::poll_fn(|cx| match reschedule.take() {
+        Some(r) => {
+            r(cx.waker());
+            std::task::Poll::Pending
+        }
+        None => std::task::Poll::Ready(()),
+    })
+    .await
 }
 
 /// Reads a (small) reply body completely, keeping at most `limit` bytes.
