@@ -365,10 +365,15 @@ async fn streams_256_mib_both_ways_with_bounded_memory() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let expected = expected_sha();
-    // Reset the peak-RSS counter (Linux: "5" > clear_refs) so VmHWM measures this window only.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    // Reset the peak-RSS counter (Linux: "5" > clear_refs) so VmHWM measures this window
+    // only. Without the reset the peak could predate the window and hide its growth.
+    std::fs::write("/proc/self/clear_refs", "5").expect("peak RSS reset (Linux clear_refs)");
     let hwm_before = proc_status_kib("VmHWM:");
     let rss_before = proc_status_kib("VmRSS:");
+    assert!(
+        hwm_before <= rss_before + 8 * 1024,
+        "after the reset the peak is the current RSS: {hwm_before} KiB against {rss_before} KiB"
+    );
 
     // Upload: the guest hashes the stream.
     let r = client

@@ -214,7 +214,7 @@ impl TestApp {
         ));
         std::fs::create_dir_all(&state_dir)?;
         if config.host == Host::Spin && spin_bin()?.is_none() {
-            eprintln!("SKIP: no ../shared/spin/ on this machine, so no real Spin to run");
+            skip("no ../shared/spin/ on this machine, so no real Spin to run");
             return Ok(None);
         }
         std::fs::write(state_dir.join("runtime-config.toml"), RUNTIME_CONFIG)?;
@@ -230,7 +230,6 @@ impl TestApp {
         }
         if config.bytes == Bytes::S3 {
             let Some(env) = s3_env()? else {
-                eprintln!("SKIP: no S3 server (ARTIFACT_STORE_NO_S3 is set)");
                 return Ok(None);
             };
             let prefix = format!("t-{}/", uuid::Uuid::now_v7().simple());
@@ -758,6 +757,28 @@ macro_rules! start {
             None => return Ok(()),
         }
     };
+}
+
+/// Records that the running test skips its body, and why. libtest counts such a test as
+/// passed, so the skip is also appended to the file `ARTIFACT_STORE_SKIP_LOG` names (set
+/// by `cargo xtask test`, which counts skips in its summary and fails on any under CI).
+/// The test's name is its thread's: libtest names each test's thread, and a tokio test's
+/// body runs on it.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    eprintln!("SKIP: {test}: {reason}");
+    if let Some(path) = std::env::var_os("ARTIFACT_STORE_SKIP_LOG") {
+        let line = format!("{test}: {reason}\n");
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = appended {
+            panic!("cannot record a skip in {}: {e}", path.to_string_lossy());
+        }
+    }
 }
 
 /// Runs a scenario on one deployment shape; a failure panics with the whole error chain.

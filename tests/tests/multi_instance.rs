@@ -46,19 +46,25 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
     // 96 uploads, 48 finalizes and 12 holds, all at once, across both instances. Uploads and
     // finalizes of a package race each other on purpose.
     type Op<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
-    let mut uploads: Vec<Op<u16>> = Vec::new();
+    let mut uploads: Vec<Op<(String, Option<String>)>> = Vec::new();
+    let mut sent: HashMap<String, Vec<u8>> = HashMap::new();
     for (i, pid) in pids.iter().enumerate() {
         for k in 0..2 {
             let app = apps[(i + k) % 2];
             let p = p.clone();
-            // Every fourth package's first file has the same bytes, to race dedupe too.
-            let bytes = if k == 0 && i % 4 == 0 {
+            // The first file of every transient package has the same bytes: half of those
+            // packages are held (they keep the bytes), the other half expire, so the sweeps
+            // below delete packages whose bytes live packages share, racing dedupe.
+            let bytes = if k == 0 && i % 2 == 0 {
                 pseudo_random(1, 50_000)
             } else {
                 pseudo_random((i * 2 + k) as u64 + 10, 50_000)
             };
+            let path = format!("f{k}.bin");
+            sent.insert(format!("{pid}/{path}"), bytes.clone());
             uploads.push(Box::pin(async move {
-                app_put(app, &p, pid, &format!("f{k}.bin"), bytes).await
+                let file_id = app_put(app, &p, pid, &path, bytes).await?;
+                Ok((format!("{pid}/{path}"), file_id))
             }));
         }
     }
@@ -90,14 +96,15 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
     for r in rest {
         r?;
     }
-    let mut upload_status: HashMap<u16, usize> = HashMap::new();
+    // `pid/path` -> (file id, bytes) of every upload that answered 201.
+    let mut committed: HashMap<String, (String, Vec<u8>)> = HashMap::new();
     for r in uploads {
-        *upload_status.entry(r?).or_default() += 1;
+        if let (file, Some(file_id)) = r? {
+            let bytes = sent[&file].clone();
+            committed.insert(file, (file_id, bytes));
+        }
     }
-    ensure!(
-        upload_status.keys().all(|s| *s == 201 || *s == 409),
-        "uploads answer 201 or 409 package_finalized: {upload_status:?}"
-    );
+    ensure!(!committed.is_empty(), "some uploads beat their finalize");
 
     // Two sweeps racing on the two instances, after the transient packages expired.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -145,28 +152,65 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
             "package {i} ({pid}) is {want}: {pkg}"
         );
     }
-    // Dedupe survived the races: every live file still downloads.
+    // Dedupe survived the races: every live file downloads its own bytes, the shared ones
+    // included, and the manifest lists exactly the committed files.
+    let mut live_shared = 0;
     for pid in &pids {
-        let (_, m) = a
-            .get_json(&op, &format!("/packages/{pid}/manifest"))
-            .await?;
         let (_, pkg) = a.get_json(&op, &format!("/packages/{pid}")).await?;
         if pkg["status"] != "finalized" {
             continue;
         }
+        let (s, m) = a
+            .get_json(&op, &format!("/packages/{pid}/manifest"))
+            .await?;
+        ensure!(s == 200, "manifest {pid}: {s} {m}");
+        let files = m["files"].as_array().context("files")?;
+        let mut listed: Vec<String> = Vec::new();
+        for f in files {
+            let path = f["relative_path"].as_str().context("path")?;
+            listed.push(format!("{pid}/{path}"));
+        }
+        let mut want: Vec<String> = committed
+            .keys()
+            .filter(|k| k.starts_with(&format!("{pid}/")))
+            .cloned()
+            .collect();
+        listed.sort();
+        want.sort();
         ensure!(
-            m["files"].as_array().map(Vec::len) == pkg["file_count"].as_u64().map(|n| n as usize)
+            listed == want,
+            "manifest of {pid} lists the committed files"
         );
+        for file in &want {
+            let (file_id, bytes) = &committed[file];
+            let (s, got) = b.download(&op, file_id).await?;
+            ensure!(s == 200, "download {file}: {s}");
+            ensure!(&got == bytes, "{file} downloads its own bytes");
+            live_shared += usize::from(got == pseudo_random(1, 50_000));
+        }
     }
+    ensure!(
+        live_shared > 0,
+        "some live file shares bytes with a deleted package"
+    );
     Ok(())
 }
 
-async fn app_put(app: &TestApp, token: &str, pid: &str, path: &str, bytes: Vec<u8>) -> Result<u16> {
+/// An upload racing its package's finalize: 201 (the file's id), or 409
+/// `package_finalized` (`None`); nothing else.
+async fn app_put(
+    app: &TestApp,
+    token: &str,
+    pid: &str,
+    path: &str,
+    bytes: Vec<u8>,
+) -> Result<Option<String>> {
     let (s, v) = app.put_file(token, pid, path, bytes).await?;
-    if s != 201 && s != 409 {
-        anyhow::bail!("upload {pid}/{path}: {s} {v}");
+    match s {
+        201 => Ok(Some(id(&v))),
+        409 if v["code"] == "package_finalized" => Ok(None),
+        _ => anyhow::bail!("upload {pid}/{path}: {s} {v}"),
     }
-    Ok(s)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

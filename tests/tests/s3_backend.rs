@@ -131,7 +131,11 @@ async fn sse_header_is_sent_when_configured() {
         async {
             let Some(env) = s3_env()? else { return Ok(()) };
             let upstream = env.endpoint.trim_start_matches("http://").to_string();
-            let proxy = Proxy::start(&upstream, "x-amz-server-side-encryption: AES256").await?;
+            // Two proxies in a row: the first sees the header, the second sees it among
+            // the signed headers of the Authorization header (`;`-separated, sorted).
+            let signed = Proxy::start(&upstream, ";x-amz-server-side-encryption").await?;
+            let signed_addr = signed.addr.to_string();
+            let proxy = Proxy::start(&signed_addr, "x-amz-server-side-encryption: AES256").await?;
             let app = start!(
                 s3_cfg()
                     .var("s3_endpoint", format!("http://{}", proxy.addr))
@@ -139,13 +143,26 @@ async fn sse_header_is_sent_when_configured() {
             );
             let p = app.tokens.producer.clone();
             let pid = id(&app.create_package("sse", "transient").await?);
-            let _ = app
+            let got = app
                 .put_file(&p, &pid, "s.bin", pseudo_random(3, 10_000))
                 .await?;
+            // Ceph RGW 16 refuses SSE over plain HTTP (400 InvalidRequest): the upload must
+            // fail as a backend refusal, never answer 201 for bytes that were not stored.
+            ensure!(
+                got.0 == 503 && got.1["code"] == "backend_unavailable",
+                "SSE refused by this Ceph: {got:?}\n{}",
+                app.log_tail()
+            );
             ensure!(
                 proxy.hits() >= 1,
                 "SSE header seen on the wire:\n{}",
                 app.log_tail()
+            );
+            ensure!(
+                signed.hits() >= 1 && signed.hits() == proxy.hits(),
+                "the SSE header is signed on every request that carries it: {} of {}",
+                signed.hits(),
+                proxy.hits()
             );
             // Without the setting, no SSE header.
             let plain = Proxy::start(&upstream, "x-amz-server-side-encryption").await?;

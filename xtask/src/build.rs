@@ -226,5 +226,23 @@ fn run_tests(s3: Option<&S3Env>, spin: Option<&Path>, cargo_args: &[String]) -> 
     if !cargo_args.is_empty() {
         cmd.arg("--").args(cargo_args);
     }
-    run(&mut cmd)
+    // libtest reports a test that skipped its body as passed: skips are logged here
+    // (`artifact_store_tests::skip`) and counted after the run.
+    let skip_log = repo_root().join("target").join("skipped-tests.log");
+    let _ = std::fs::remove_file(&skip_log);
+    cmd.env("ARTIFACT_STORE_SKIP_LOG", &skip_log);
+    let result = run(&mut cmd);
+    let skipped = std::fs::read_to_string(&skip_log).unwrap_or_default();
+    let mut skipped: Vec<&str> = skipped.lines().collect();
+    skipped.sort();
+    skipped.dedup();
+    step(&format!("skipped: {} tests", skipped.len()));
+    for line in &skipped {
+        eprintln!("  {line}");
+    }
+    result?;
+    if !skipped.is_empty() && std::env::var_os("CI").is_some() {
+        bail!("under CI every service is started, so no test may skip");
+    }
+    Ok(())
 }
