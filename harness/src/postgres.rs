@@ -312,13 +312,29 @@ impl HostState {
                 ));
             };
             let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            if !self.ctx.allowed_hosts.allows("postgres", host, Some(port)) {
-                return Err(Error::ConnectionFailed(format!(
-                    "access denied: postgres://{host}:{port} is not in allowed_outbound_hosts"
-                )));
+            self.pg_grants(host, port)?;
+            // `hostaddr` is where the client really connects (the host name is then only
+            // for TLS and authentication): it must be granted too.
+            if let Some(ip) = config.get_hostaddrs().get(i) {
+                self.pg_grants(&ip.to_string(), port)?;
             }
         }
+        if config.get_hostaddrs().len() > hosts.len() {
+            return Err(Error::ConnectionFailed(
+                "access denied: more hostaddr than host entries".into(),
+            ));
+        }
         Ok(())
+    }
+
+    fn pg_grants(&self, host: &str, port: u16) -> Result<(), Error> {
+        if self.ctx.allowed_hosts.allows("postgres", host, Some(port)) {
+            Ok(())
+        } else {
+            Err(Error::ConnectionFailed(format!(
+                "access denied: postgres://{host}:{port} is not in allowed_outbound_hosts"
+            )))
+        }
     }
 }
 

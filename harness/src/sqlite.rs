@@ -38,9 +38,9 @@ impl Db {
                 }
                 Db::File(path.clone())
             }
-            Location::InMemory => Db::Memory(Arc::new(Mutex::new(
+            Location::InMemory => Db::Memory(Arc::new(Mutex::new(confine(
                 rusqlite::Connection::open_in_memory()?,
-            ))),
+            )?))),
         })
     }
 
@@ -98,6 +98,14 @@ pub fn open_file(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connectio
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    confine(conn)
+}
+
+/// Keeps a guest's connection to the database its label grants: no other file may be
+/// attached, and `VACUUM INTO` (which attaches its target) cannot write one anywhere.
+/// (Extension loading is off in rusqlite unless asked for.)
+fn confine(conn: rusqlite::Connection) -> rusqlite::Result<rusqlite::Connection> {
+    conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)?;
     Ok(conn)
 }
 

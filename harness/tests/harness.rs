@@ -104,6 +104,34 @@ async fn sqlite_kv_variables_round_trip_and_access_denied() {
     );
     assert!(dir.join(".spin/sqlite_db.db").exists());
 
+    // The grant is one database: no other file may be attached or written.
+    let elsewhere = dir.join("elsewhere.db");
+    for sql in [
+        format!("ATTACH DATABASE '{}' AS other", elsewhere.display()),
+        format!("VACUUM INTO '{}'", elsewhere.display()),
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/sqlite-exec"))
+            .body(sql.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert!(
+            status == 500 && body.contains("attached"),
+            "{sql}: {status} {body}"
+        );
+        assert!(!elsewhere.exists(), "{sql} created {}", elsewhere.display());
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{base}/sqlite-exec"))
+        .body("CREATE TABLE IF NOT EXISTS granted (x)")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "its own database stays writable");
+
     let (s, body) = get(&format!("{base}/sqlite?db=other")).await;
     assert!(s == 403 && body.contains("AccessDenied"), "{s} {body}");
     let (s, body) = get(&format!("{base}/restricted/sqlite")).await;
@@ -471,6 +499,10 @@ async fn postgres_round_trip_and_access_denied() {
     let (s, body) = get(&format!("{base}/restricted/pg?addr={addr}")).await;
     assert_eq!(s, 403);
     assert!(body.contains("access denied"), "{body}");
+    // `hostaddr` is where the client connects: a granted host name does not cover it.
+    let bypass = "host=127.0.0.1 hostaddr=127.0.0.2 port=5432 user=postgres dbname=test";
+    let (s, body) = get(&format!("{base}/pg?addr={}", bypass.replace(' ', "%20"))).await;
+    assert!(s == 403 && body.contains("access denied"), "{s} {body}");
     running.shutdown().await;
 }
 

@@ -184,7 +184,7 @@ async fn sse_header_is_sent_when_configured() {
     )
 }
 
-/// Multipart uploads (files over the 16 MiB threshold), with small parts to exercise many.
+/// Multipart uploads (files over the threshold, here 5 MiB), with small parts to exercise many.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_upload_round_trip() {
     check(

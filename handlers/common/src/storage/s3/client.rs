@@ -559,7 +559,7 @@ impl<T: Transport> ObjectStore for S3Store<T> {
 }
 
 /// Appends `chunk` without letting `Vec`'s doubling reserve much more than `limit` bytes
-/// (a 16 MiB part must not cost 32 MiB).
+/// (an 8 MiB part must not cost 16 MiB).
 fn append_bounded(buf: &mut Vec<u8>, chunk: &[u8], limit: usize) {
     let needed = buf.len() + chunk.len();
     if needed > buf.capacity() {

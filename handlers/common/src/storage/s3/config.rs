@@ -15,8 +15,9 @@ pub const MAX_SINGLE_OBJECT: u64 = 5 * 1024 * 1024 * 1024;
 pub const MAX_PARTS: u64 = 10_000;
 
 const MIB: u64 = 1024 * 1024;
-const DEFAULT_MULTIPART_THRESHOLD: u64 = 16 * MIB;
-const DEFAULT_PART_SIZE: u64 = 16 * MIB;
+const DEFAULT_MULTIPART_THRESHOLD: u64 = 8 * MIB;
+/// Two parts are in memory at once while an upload streams (one sent, one read).
+const DEFAULT_PART_SIZE: u64 = 8 * MIB;
 const DEFAULT_PRESIGN_SECONDS: u64 = 300;
 /// SigV4 presigned URLs are valid for at most 7 days.
 const MAX_PRESIGN_SECONDS: u64 = 7 * 24 * 3600;
@@ -210,8 +211,8 @@ mod tests {
         assert_eq!(c.endpoint, "http://127.0.0.1:7480");
         assert_eq!(c.region, "us-east-1");
         assert!(c.path_style);
-        assert_eq!(c.multipart_threshold, 16 * MIB);
-        assert_eq!(c.part_size, 16 * MIB);
+        assert_eq!(c.multipart_threshold, 8 * MIB);
+        assert_eq!(c.part_size, 8 * MIB);
         assert_eq!(c.presign_seconds, 300);
         assert_eq!(c.key_prefix, "");
         assert_eq!(c.sse, None);
@@ -269,7 +270,7 @@ mod tests {
     #[test]
     fn part_size_grows_for_huge_limits() {
         let c = S3Config::from_lookup(lookup(&BASE)).unwrap().unwrap();
-        assert_eq!(c.part_size_for(5 * 1024 * MIB), 16 * MIB);
+        assert_eq!(c.part_size_for(5 * 1024 * MIB), 8 * MIB);
         // 1 TiB / 10,000 parts = 104.9 MiB -> 105 MiB parts.
         let p = c.part_size_for(1024 * 1024 * MIB);
         assert_eq!(p, 105 * MIB);
