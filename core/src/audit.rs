@@ -85,6 +85,21 @@ pub fn chain_after(
     event
 }
 
+/// `schema` of a signed audit checkpoint.
+pub const CHECKPOINT_SCHEMA: &str = "artifact-store.audit-checkpoint/v1";
+
+/// The bytes an audit checkpoint's Ed25519 signature covers: the canonical JSON of
+/// `{schema, seq, hash, created_at}` (an empty chain: seq 0 and `GENESIS_HASH`).
+pub fn checkpoint_message(head: Option<&ChainHead>, created_at: Timestamp) -> String {
+    let (seq, hash) = head.map_or((0, GENESIS_HASH), |h| (h.seq, h.hash.as_str()));
+    canonical::to_string(&serde_json::json!({
+        "schema": CHECKPOINT_SCHEMA,
+        "seq": seq,
+        "hash": hash,
+        "created_at": crate::time::format(created_at),
+    }))
+}
+
 /// The answer of `GET /audit/verify`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
@@ -104,8 +119,12 @@ pub struct ChainVerifier {
     prev_hash: String,
     events_checked: u64,
     first_invalid_id: Option<String>,
-    /// The chain's end does not match the recorded head.
+    /// The chain's end does not match the recorded head, or the chain no longer agrees
+    /// with the checkpoint it is held to.
     cut: Option<String>,
+    /// A signed checkpoint (`GET /audit/checkpoint`) taken earlier: event `seq` must still
+    /// carry `hash`.
+    checkpoint: Option<ChainHead>,
 }
 
 impl Default for ChainVerifier {
@@ -122,6 +141,17 @@ impl ChainVerifier {
             events_checked: 0,
             first_invalid_id: None,
             cut: None,
+            checkpoint: None,
+        }
+    }
+
+    /// Also holds the chain to `checkpoint`: a log rewritten before it, however
+    /// consistently (every hash recomputed), no longer ends in the checkpoint's hash at its
+    /// `seq`.
+    pub fn with_checkpoint(checkpoint: ChainHead) -> Self {
+        ChainVerifier {
+            checkpoint: Some(checkpoint),
+            ..Self::new()
         }
     }
 
@@ -134,11 +164,22 @@ impl ChainVerifier {
         let ok = event.seq == self.expected_seq
             && event.prev_hash == self.prev_hash
             && event.hash == hash_event(event);
-        if ok {
+        let rewritten = self
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.seq == event.seq && c.hash != event.hash);
+        if ok && !rewritten {
             self.expected_seq += 1;
             self.prev_hash.clone_from(&event.hash);
         } else {
             self.first_invalid_id = Some(event.id.clone());
+        }
+        if ok && rewritten {
+            self.cut = Some(format!(
+                "event seq {} no longer has the checkpoint's hash: the log was rewritten at \
+                 or before it",
+                event.seq
+            ));
         }
     }
 
@@ -164,6 +205,12 @@ impl ChainVerifier {
                 "the chain ends at seq {} but the recorded head is seq {seq}: events were \
                  removed from its end or the head was altered",
                 self.last_seq()
+            ));
+        } else if let Some(c) = self.checkpoint.as_ref().filter(|c| c.seq > seq) {
+            self.cut = Some(format!(
+                "the chain ends at seq {seq}, before the checkpoint's seq {}: events were \
+                 removed",
+                c.seq
             ));
         }
     }
@@ -260,6 +307,60 @@ mod tests {
         t[1].details = json!({"i": 99});
         t[1].hash = hash_event(&t[1]);
         assert_eq!(verify(&t).first_invalid_id.as_deref(), Some("e2"));
+    }
+
+    /// Rewrites event `at` and re-links everything after it, as someone with write access
+    /// to the database could: the links all hold again.
+    fn rewrite(c: &[AuditEvent], at: usize) -> Vec<AuditEvent> {
+        let mut t = c.to_vec();
+        t[at].actor = "mallory".into();
+        for i in at..t.len() {
+            if i > 0 {
+                t[i].prev_hash = t[i - 1].hash.clone();
+            }
+            t[i].hash = hash_event(&t[i]);
+        }
+        t
+    }
+
+    fn verify_against(events: &[AuditEvent], checkpoint: &AuditEvent) -> VerifyReport {
+        let mut v = ChainVerifier::with_checkpoint(ChainHead::from(checkpoint));
+        events.iter().for_each(|e| v.feed(e));
+        v.finish(events.last().map(ChainHead::from).as_ref());
+        v.report()
+    }
+
+    #[test]
+    fn a_checkpoint_catches_a_consistent_rewrite_before_it() {
+        let c = chain(5);
+        let rewritten = rewrite(&c, 1);
+        assert!(verify(&rewritten).valid, "links alone cannot tell");
+        assert!(verify_against(&c, &c[2]).valid);
+        let report = verify_against(&rewritten, &c[2]);
+        assert!(!report.valid);
+        assert_eq!(report.first_invalid_id.as_deref(), Some("e2"));
+        assert!(report.detail.unwrap().contains("checkpoint"));
+        // A rewrite after the checkpoint is not the checkpoint's to catch.
+        assert!(verify_against(&rewrite(&c, 3), &c[2]).valid);
+        // Events removed down to below the checkpoint: caught too, head rewritten or not.
+        let report = verify_against(&c[..2], &c[2]);
+        assert!(!report.valid);
+        assert!(report.detail.unwrap().contains("before the checkpoint"));
+    }
+
+    #[test]
+    fn checkpoint_message_is_canonical() {
+        let c = chain(2);
+        let at = crate::time::parse("2026-11-30T12:00:00Z").unwrap();
+        let m = checkpoint_message(Some(&ChainHead::from(&c[1])), at);
+        assert_eq!(
+            m,
+            format!(
+                "{{\"created_at\":\"2026-11-30T12:00:00Z\",\"hash\":\"{}\",\"schema\":\"{CHECKPOINT_SCHEMA}\",\"seq\":2}}",
+                c[1].hash
+            )
+        );
+        assert!(checkpoint_message(None, at).contains(&format!("\"hash\":\"{GENESIS_HASH}\",")));
     }
 
     #[test]

@@ -22,6 +22,8 @@ artifact_store_tests::suite!(
     range_requests,
     dedupe_same_bytes,
     audit_chain_detects_tampering,
+    signed_checkpoint_catches_a_rewritten_log,
+    no_checkpoint_without_a_signing_key,
     dropped_upload_commits_nothing,
     search_and_pagination,
     retention_extensions_and_holds,

@@ -48,6 +48,9 @@ pub struct Config {
     /// Hash every full download in the component and break the response on a mismatch
     /// (`false`: S3 bytes are moved host-side, unhashed; clients check `Repr-Digest`).
     pub verify_downloads: bool,
+    /// The Ed25519 seed that signs audit checkpoints (`audit_signing_key`, 64 hex digits,
+    /// a secret variable); `None`: checkpoints are not offered.
+    pub audit_signing_key: Option<[u8; 32]>,
     /// The raw lookup, for adapters that read their own variables (S3, metadata store).
     lookup: fn(&str) -> Option<String>,
 }
@@ -129,8 +132,18 @@ impl Config {
             Some("true") => true,
             Some(_) => return Err(bad("verify_downloads", "must be true or false")),
         };
+        let audit_signing_key = match lookup("audit_signing_key") {
+            None => None,
+            Some(hex_seed) => {
+                let mut seed = [0u8; 32];
+                hex::decode_to_slice(&hex_seed, &mut seed)
+                    .map_err(|_| bad("audit_signing_key", "must be 64 hex digits"))?;
+                Some(seed)
+            }
+        };
         Ok(Config {
             verify_downloads,
+            audit_signing_key,
             auth_tokens,
             default_backend,
             max_file_bytes,

@@ -719,6 +719,114 @@ pub async fn audit_chain_detects_tampering(cfg: Config) -> Result<()> {
     Ok(())
 }
 
+/// The seed the checkpoint scenario signs with.
+const CHECKPOINT_SEED: [u8; 32] = [0x42; 32];
+
+/// A signed checkpoint (issue 12, item 8) proves the log up to it was not rewritten, even
+/// by someone who recomputes every hash in the database, which plain verification cannot
+/// tell.
+pub async fn signed_checkpoint_catches_a_rewritten_log(cfg: Config) -> Result<()> {
+    use artifact_store_core::model::AuditEvent;
+    use ed25519_dalek::{Signature, SigningKey, Verifier};
+    let app = start!(cfg.var("audit_signing_key", hex::encode(CHECKPOINT_SEED)));
+    let op = app.tokens.operator.clone();
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("checkpointed", "transient").await?);
+    for i in 0..2 {
+        let (s, _) = app
+            .put_file(&p, &pid, &format!("f{i}.txt"), vec![b'a' + i; 10])
+            .await?;
+        ensure!(s == 201);
+    }
+
+    let (s, cp) = app.get_json(&op, "/audit/checkpoint").await?;
+    ensure!(s == 200, "{s} {cp}");
+    let key = SigningKey::from_bytes(&CHECKPOINT_SEED).verifying_key();
+    ensure!(cp["public_key"] == hex::encode(key.as_bytes()), "{cp}");
+    let message = cp["message"].as_str().context("message")?;
+    let signature: [u8; 64] = hex::decode(cp["signature"].as_str().context("signature")?)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a 64-byte signature"))?;
+    key.verify(message.as_bytes(), &Signature::from_bytes(&signature))
+        .context("the signature verifies")?;
+    let signed: serde_json::Value = serde_json::from_str(message)?;
+    let (_, newest) = app.get_json(&op, "/audit?limit=1").await?;
+    let newest = &newest["items"][0];
+    ensure!(
+        signed["seq"] == newest["seq"] && signed["hash"] == newest["hash"],
+        "the checkpoint is the chain's head: {signed} {newest}"
+    );
+    ensure!(
+        signed["seq"] == cp["seq"] && signed["hash"] == cp["hash"],
+        "{cp}"
+    );
+    let at = format!(
+        "/audit/verify?checkpoint_seq={}&checkpoint_hash={}",
+        cp["seq"],
+        cp["hash"].as_str().unwrap_or_default()
+    );
+
+    // The log goes on; the checkpoint still holds.
+    let (s, _) = app
+        .put_file(&p, &pid, "later.txt", b"later".to_vec())
+        .await?;
+    ensure!(s == 201);
+    let (s, v) = app.get_json(&op, &at).await?;
+    ensure!(s == 200 && v["valid"] == true, "{s} {v}");
+
+    // Rewrite event 2 and re-link everything after it, head included.
+    let (_, all) = app.get_json(&op, "/audit?limit=1000").await?;
+    let mut events: Vec<AuditEvent> = serde_json::from_value(all["items"].clone())?;
+    events.sort_by_key(|e| e.seq);
+    events[1].actor = "mallory".into();
+    for i in 1..events.len() {
+        events[i].prev_hash = events[i - 1].hash.clone();
+        events[i].hash = artifact_store_core::audit::hash_event(&events[i]);
+        let e = &events[i];
+        let sql = format!(
+            "UPDATE audit_events SET actor = '{}', prev_hash = '{}', hash = '{}' WHERE seq = {}",
+            e.actor, e.prev_hash, e.hash, e.seq
+        );
+        ensure!(run_sql(&app, &sql).await? == 1, "{sql}");
+    }
+    let head = events.last().context("events")?;
+    let sql = format!(
+        "UPDATE audit_chain_head SET last_hash = '{}' WHERE id = 1",
+        head.hash
+    );
+    ensure!(run_sql(&app, &sql).await? == 1, "{sql}");
+    let v = app.verify_audit().await?;
+    ensure!(v["valid"] == true, "links alone cannot tell: {v}");
+    let (s, v) = app.get_json(&op, &at).await?;
+    ensure!(
+        s == 200 && v["valid"] == false,
+        "the checkpoint can: {s} {v}"
+    );
+    ensure!(
+        v["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("checkpoint"),
+        "{v}"
+    );
+
+    let got = app.get_json(&op, "/audit/verify?checkpoint_seq=3").await?;
+    assert_problem(&got, 422, "invalid_query");
+    let got = app.get_json(&p, "/audit/checkpoint").await?;
+    assert_problem(&got, 403, "forbidden");
+    Ok(())
+}
+
+/// Without `audit_signing_key`, no checkpoint is offered.
+pub async fn no_checkpoint_without_a_signing_key(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let got = app
+        .get_json(&app.tokens.operator, "/audit/checkpoint")
+        .await?;
+    assert_problem(&got, 404, "not_found");
+    Ok(())
+}
+
 /// Runs one statement on the app's metadata database behind its back; rows changed.
 async fn run_sql(app: &TestApp, sql: &str) -> Result<u64> {
     Ok(match app.config.metadata {
