@@ -8,6 +8,7 @@ use crate::bindings::SpinImports;
 use crate::bindings::cron::{SpinCronPre, fermyon::spin_cron::cron_types};
 use crate::cron::Schedule;
 use crate::key_value::KvBackend;
+use crate::limits::Limits;
 use crate::manifest::{ComponentDecl, Manifest, Route};
 use crate::outbound_http::AllowedHosts;
 use crate::postgres::PgPool;
@@ -38,6 +39,8 @@ pub struct AppOptions {
     pub cache_dir: Option<PathBuf>,
     /// Spin runtime config file (`--runtime-config-file`): stores and variables providers.
     pub runtime_config: Option<PathBuf>,
+    /// Timeouts and concurrency bounds (`crate::limits`).
+    pub limits: Limits,
 }
 
 /// One `[[trigger.cron]]` entry.
@@ -56,6 +59,7 @@ pub(crate) struct AppInner {
     pub ctxs: HashMap<String, Arc<ComponentCtx>>,
     pub state_dir: PathBuf,
     pub name: String,
+    pub limits: Limits,
 }
 
 /// A loaded Spin application, cheap to clone.
@@ -139,7 +143,7 @@ impl App {
                 &runtime_config.key_value_stores,
                 uses(|c| &c.key_value_stores),
             )?,
-            pg: PgPool::default(),
+            pg: PgPool::new(options.limits.pg_max_open, options.limits.pg_wait),
         });
 
         // Components used by some trigger, in manifest order.
@@ -185,7 +189,7 @@ impl App {
             ctxs.insert(id.to_string(), Arc::new(ctx));
         }
 
-        let engine = crate::engine::new_engine()?;
+        let engine = crate::engine::new_engine(options.limits.max_instances)?;
         let linker = build_linker(&engine)?;
         let cache_dir = options
             .cache_dir
@@ -262,6 +266,7 @@ impl App {
                 ctxs,
                 state_dir,
                 name: raw.application.name.clone(),
+                limits: options.limits,
             }),
         })
     }

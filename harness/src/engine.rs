@@ -15,19 +15,19 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 /// The wasmtime release this harness is built against (part of the cache key).
 pub const WASMTIME_VERSION: &str = "48.0.8";
-/// Concurrent instances the pooling allocator reserves slots for.
-const POOL_INSTANCES: u32 = 128;
 /// Largest linear memory a guest may grow to.
 const MAX_MEMORY: usize = 1 << 30;
 
-pub fn new_engine() -> Result<Engine> {
+/// An engine whose pooling allocator reserves slots for `instances` concurrent component
+/// instances (`Limits::max_instances`; one more fails at once, and is answered 503).
+pub fn new_engine(instances: u32) -> Result<Engine> {
     let mut pooling = PoolingAllocationConfig::default();
     pooling
-        .total_component_instances(POOL_INSTANCES)
-        .total_core_instances(POOL_INSTANCES * 4)
-        .total_memories(POOL_INSTANCES * 2)
-        .total_tables(POOL_INSTANCES * 4)
-        .total_stacks(POOL_INSTANCES)
+        .total_component_instances(instances)
+        .total_core_instances(instances * 4)
+        .total_memories(instances * 2)
+        .total_tables(instances * 4)
+        .total_stacks(instances)
         .max_memory_size(MAX_MEMORY)
         .max_component_instance_size(1 << 20)
         .max_core_instance_size(1 << 20);

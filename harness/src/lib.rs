@@ -19,6 +19,7 @@ pub mod bindings;
 pub mod cron;
 pub mod engine;
 pub mod key_value;
+pub mod limits;
 pub mod manifest;
 pub mod outbound_http;
 pub mod postgres;
@@ -31,6 +32,7 @@ mod stdio;
 pub mod variables;
 
 pub use app::{App, AppOptions};
+pub use limits::Limits;
 pub use server::RunningApp;
 
 /// Parses a `name=value` `--variable` flag.

@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use harness::{App, AppOptions, parse_variable_flag};
+use harness::{App, AppOptions, Limits, parse_variable_flag};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -61,6 +61,7 @@ fn options(c: &Common) -> AppOptions {
         env: None,
         cache_dir: c.cache_dir.clone(),
         runtime_config: c.runtime_config_file.clone(),
+        limits: Limits::default(),
     }
 }
 

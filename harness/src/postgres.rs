@@ -25,17 +25,27 @@ use wasmtime::component::Resource;
 
 /// Idle clients kept per address.
 const MAX_IDLE_PER_ADDRESS: usize = 4;
-/// Connections open at once per address: more concurrent requests wait for one instead of
-/// exhausting the server's `max_connections` (Spin's own pool is bounded the same way).
-const MAX_OPEN_PER_ADDRESS: usize = 16;
-
-#[derive(Default, Clone)]
+/// Idle clients per address, and a bound on the connections open at once per address:
+/// more concurrent requests wait for one (at most `wait`) instead of exhausting the
+/// server's `max_connections` (Spin's own pool is bounded the same way).
+#[derive(Clone)]
 pub struct PgPool {
     idle: Arc<Mutex<HashMap<String, Vec<tokio_postgres::Client>>>>,
     limits: Arc<Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+    max_open: usize,
+    wait: std::time::Duration,
 }
 
 impl PgPool {
+    pub fn new(max_open: usize, wait: std::time::Duration) -> PgPool {
+        PgPool {
+            idle: Default::default(),
+            limits: Default::default(),
+            max_open: max_open.max(1),
+            wait,
+        }
+    }
+
     /// A client for `address` and the permit that counts it as open.
     async fn get(
         &self,
@@ -46,11 +56,17 @@ impl PgPool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(address.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(MAX_OPEN_PER_ADDRESS)))
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max_open)))
             .clone();
-        let permit = limit
-            .acquire_owned()
+        let permit = tokio::time::timeout(self.wait, limit.acquire_owned())
             .await
+            .map_err(|_| {
+                Error::ConnectionFailed(format!(
+                    "all {} connections are busy (waited {} ms)",
+                    self.max_open,
+                    self.wait.as_millis()
+                ))
+            })?
             .map_err(|e| Error::Other(e.to_string()))?;
         Ok((self.client(address).await?, permit))
     }

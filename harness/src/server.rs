@@ -4,9 +4,11 @@
 //! wasi-http as the guest's incoming-request body and the guest's outgoing body is returned to
 //! hyper as a stream, so memory per request is bounded by wasi-http's chunk buffers. The guest
 //! runs in its own task: a trap before `response-outparam.set` answers 500, a trap afterwards
-//! aborts that response only; the server keeps serving either way.
+//! aborts that response only; the server keeps serving either way. Slow clients are bounded
+//! by `crate::limits` (request heads, idle bodies, instance slots).
 
 use crate::app::{App, wt};
+use crate::limits::IdleTimeoutBody;
 use crate::routing::spin_headers;
 use anyhow::Result;
 use bytes::Bytes;
@@ -14,7 +16,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -117,6 +119,8 @@ impl App {
             });
             let conn = http1::Builder::new()
                 .keep_alive(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(self.inner.limits.header_read)
                 .serve_connection(TokioIo::new(stream), service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
@@ -190,6 +194,17 @@ impl App {
         }
         match self.invoke(&component, req).await {
             Ok(resp) => (resp, Some(component)),
+            // Every instance slot is taken: say so at once rather than queue.
+            Err(e)
+                if e.chain()
+                    .any(|c| c.is::<wasmtime::PoolConcurrencyLimitError>()) =>
+            {
+                eprintln!("[{component}] saturated: {e:#}");
+                let mut resp = empty_response(StatusCode::SERVICE_UNAVAILABLE);
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                (resp, Some(component))
+            }
             Err(e) => {
                 eprintln!("[{component}] request failed: {e:#}");
                 (
@@ -208,6 +223,8 @@ impl App {
         let pre = self.inner.http[component].clone();
         let mut store = self.new_store(component)?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        let idle = self.inner.limits.body_idle;
+        let req = req.map(|body| IdleTimeoutBody::new(body, idle));
         let request = wt(store
             .data_mut()
             .http()

@@ -25,6 +25,7 @@ fn options(dir: &Path) -> AppOptions {
         env: Some(Default::default()),
         cache_dir: Some(shared_cache()),
         runtime_config: None,
+        limits: Default::default(),
     }
 }
 
@@ -202,6 +203,7 @@ async fn variables_precedence_and_required() {
             runtime_config: None,
             variables: vec![],
             env: Some(Default::default()),
+            limits: Default::default(),
         },
     )
     .err()
@@ -222,6 +224,7 @@ async fn variables_precedence_and_required() {
             runtime_config: None,
             variables: vec![],
             env: Some(env),
+            limits: Default::default(),
         },
     )
     .unwrap();
@@ -247,6 +250,7 @@ async fn variables_precedence_and_required() {
                     .into_iter()
                     .collect(),
             ),
+            limits: Default::default(),
         },
     )
     .unwrap();
@@ -540,4 +544,122 @@ async fn cron_fires_now_and_on_schedule() {
     running.shutdown().await;
     let n = cron_rows(&dir);
     assert!((2..=5).contains(&n), "expected about 3 cron runs, got {n}");
+}
+
+/// An app with small limits (issue 12, item 6): timeouts of 1 s, one PostgreSQL connection,
+/// four instances.
+async fn start_limited(name: &str) -> (App, harness::RunningApp) {
+    let dir = temp_dir(name);
+    let options = AppOptions {
+        limits: harness::Limits {
+            header_read: Duration::from_secs(1),
+            body_idle: Duration::from_secs(1),
+            pg_wait: Duration::from_millis(300),
+            pg_max_open: 1,
+            max_instances: 4,
+        },
+        ..options(&dir)
+    };
+    let app = App::load(manifest(&dir, NEVER), options).expect("load app");
+    let running = app.serve("127.0.0.1:0").await.expect("serve");
+    (app, running)
+}
+
+/// Reads what the server sends until it closes or `within` passes: (bytes, closed).
+async fn read_until_closed(sock: &mut tokio::net::TcpStream, within: Duration) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_bounded_and_the_host_keeps_answering() {
+    use tokio::io::AsyncWriteExt;
+    let _shared = MEMORY_QUIET.read().await;
+    let (_app, running) = start_limited("limits").await;
+    let base = running.base_url();
+    let addr = running.local_addr();
+
+    // 100 half-open connections (heads never finished) cost nothing that others need, and
+    // the host drops them once `header_read` passes.
+    let mut half_open = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        half_open.push(s);
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(get(&format!("{base}/hello")).await.0, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    for s in half_open.iter_mut().take(5) {
+        let (_, closed) = read_until_closed(s, Duration::from_secs(5)).await;
+        assert!(
+            closed,
+            "a half-open connection is dropped after header_read"
+        );
+    }
+
+    // A body that stops sending fails after `body_idle`: the guest sees an error (this one
+    // traps, so 500), instead of holding its instance forever.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /hash HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let (got, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    let head = String::from_utf8_lossy(&got);
+    assert!(head.starts_with("HTTP/1.1 500"), "idle body: {head:?}");
+
+    // Every PostgreSQL connection busy: the next request waits `pg_wait`, then fails.
+    if ensure_postgres().await {
+        let pg = "postgres://postgres@127.0.0.1:5432/test";
+        let hold_url = format!("{base}/pg-hold?addr={pg}&ms=2000");
+        let hold = get(&hold_url);
+        let next = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let t = std::time::Instant::now();
+            let got = get(&format!("{base}/pg?addr={pg}")).await;
+            (got, t.elapsed())
+        };
+        let (held, ((s, body), waited)) = futures::join!(hold, next);
+        assert_eq!(held, (200, "held".into()));
+        assert!(s == 403 && body.contains("busy"), "{s} {body}");
+        assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    }
+
+    // Every instance busy (slow readers of big downloads): one more answers 503 at once,
+    // and once they go, requests are served again.
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /download?size=1073741824 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        readers.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = std::time::Instant::now();
+    let r = reqwest::get(format!("{base}/hello")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    drop(readers);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if get(&format!("{base}/hello")).await.0 == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "instances came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.shutdown().await;
 }

@@ -1,0 +1,88 @@
+//! How long and how much one client or request may hold, so slow or hostile clients cannot
+//! wedge the host: past a limit the request fails or answers 503 at once, never hangs.
+//!
+//! - a client must send a request's whole head within `header_read` (hyper then closes
+//!   the connection), so half-open connections do not pile up;
+//! - a request body that sends nothing for `body_idle` fails (the guest reads an error);
+//! - once `pg_max_open` PostgreSQL connections to an address are busy, a request waits at
+//!   most `pg_wait` for one, then fails (the app answers 503 with `Retry-After`);
+//! - at most `max_instances` component instances run at once; one more answers 503 with
+//!   `Retry-After` instead of waiting.
+
+use std::time::Duration;
+
+use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub header_read: Duration,
+    pub body_idle: Duration,
+    pub pg_wait: Duration,
+    pub pg_max_open: usize,
+    pub max_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read: Duration::from_secs(30),
+            body_idle: Duration::from_secs(60),
+            pg_wait: Duration::from_secs(5),
+            pg_max_open: 16,
+            max_instances: 128,
+        }
+    }
+}
+
+/// A request body that fails once no frame arrived for `idle`.
+pub struct IdleTimeoutBody<B> {
+    inner: B,
+    idle: Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> IdleTimeoutBody<B> {
+    pub fn new(inner: B, idle: Duration) -> Self {
+        IdleTimeoutBody {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl<B> http_body::Body for IdleTimeoutBody<B>
+where
+    B: http_body::Body + Unpin,
+    B::Error: Into<ErrorCode>,
+{
+    type Data = B::Data;
+    type Error = ErrorCode;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(ErrorCode::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
