@@ -11,6 +11,9 @@
 //!   (they never enter the guest) and only their length is checked; `Repr-Digest` lets the
 //!   client check the bytes.
 //! - `deleting` and `deleted` packages answer 410: their bytes are or may be gone.
+//! - The metadata connection is closed before the body streams (a slow reader must not hold
+//!   one of the host's few PostgreSQL connections); recording `corruption_detected` opens
+//!   a new one.
 
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::{AuditEventType, PackageStatus};
@@ -23,6 +26,7 @@ use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use super::{Ctx, no_route};
 use crate::body::{self, Reply, ResponseWriter};
 use crate::config::BackendKind;
+use crate::metadata;
 use crate::problem::{ApiError, log_error};
 use crate::range::{self, RangeRequest};
 use crate::request::Request;
@@ -48,7 +52,8 @@ enum Prepared {
 }
 
 struct Streaming {
-    ctx: Ctx,
+    /// Who downloads (for `corruption_detected`).
+    actor: String,
     record: FileRecord,
     reader: BackendReader,
     status: u16,
@@ -152,7 +157,8 @@ async fn prepare(req: &Request, file_id: &str) -> Result<Prepared, ApiError> {
     }
     let verify = byte_range.is_none() && ctx.config.verify_downloads;
     Ok(Prepared::Stream(Box::new(Streaming {
-        ctx,
+        // `ctx`, and with it the metadata connection, ends here.
+        actor: ctx.principal.name.clone(),
         record,
         reader,
         status,
@@ -258,7 +264,7 @@ async fn corrupt(s: &Streaming, w: ResponseWriter, detail: String) {
         event_type: AuditEventType::CorruptionDetected,
         package_id: Some(file.package_id.clone()),
         file_id: Some(file.id.clone()),
-        actor: s.ctx.principal.name.clone(),
+        actor: s.actor.clone(),
         details: serde_json::json!({
             "backend_id": s.record.location.backend_id,
             "object_key": s.record.location.object_key,
@@ -267,7 +273,11 @@ async fn corrupt(s: &Streaming, w: ResponseWriter, detail: String) {
             "detail": detail,
         }),
     };
-    if let Err(e) = s.ctx.meta.append_audit(draft).await {
+    let recorded = match metadata::open_from_variables().await {
+        Ok(meta) => meta.append_audit(draft).await.map(drop),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
         log_error(
             "download",
             &format!("corruption_detected not recorded: {e}"),
