@@ -222,39 +222,57 @@ pub async fn abandoned_open_packages_are_swept(cfg: Config) -> Result<()> {
 /// A sweeper killed mid-batch leaves a state the next sweep completes (once the dead
 /// sweeper's claims expired), nothing lost or deleted twice.
 pub async fn killed_sweeper_resumes(cfg: Config) -> Result<()> {
+    // One batch of 30: a sweep long enough (30 deletions, each a few transactions) for a
+    // kill to land inside it.
     let mut app = start!(
         short(cfg)
-            .var("sweep_batch_size", "5")
+            .var("sweep_batch_size", "30")
             .var("sweep_lease_seconds", "2")
     );
     let mut pids = Vec::new();
-    for i in 0..12 {
+    for i in 0..30 {
         let (pid, _) = finalized_with_file(
             &app,
             &format!("p{i}"),
             "transient",
-            pseudo_random(100 + i, 200_000),
+            pseudo_random(100 + i, 20_000),
         )
         .await?;
         pids.push(pid);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // Start a sweep and kill the harness while it runs.
-    let url = app.url("/admin/sweeps");
-    let token = app.tokens.operator.clone();
-    let http = app.http.clone();
-    let inflight = tokio::spawn(async move {
-        http.post(url)
-            .bearer_auth(token)
-            .json(&json!({}))
-            .send()
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    app.kill();
-    let _ = inflight.await;
-    app.spawn().await?;
-    // The dead sweeper's claims expire; then sweeps finish the work (batches of 5).
+    // Start a sweep and kill the host while it runs, until a kill lands mid-batch: some
+    // package claimed (`deleting`) and not finished.
+    let mut interrupted: Vec<String> = Vec::new();
+    for delay_ms in [100, 50, 150, 30, 200, 70, 300] {
+        let url = app.url("/admin/sweeps");
+        let token = app.tokens.operator.clone();
+        let http = app.http.clone();
+        let inflight = tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&json!({}))
+                .send()
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        app.kill();
+        let _ = inflight.await;
+        app.spawn().await?;
+        for pid in &pids {
+            if status(&app, pid).await? == "deleting" {
+                interrupted.push(pid.clone());
+            }
+        }
+        if !interrupted.is_empty() {
+            break;
+        }
+    }
+    ensure!(
+        !interrupted.is_empty(),
+        "no kill landed mid-batch: nothing was left `deleting`"
+    );
+    // The dead sweeper's claims expire; then sweeps finish the work.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for _ in 0..6 {
         let report = app.sweep().await?;
@@ -265,10 +283,10 @@ pub async fn killed_sweeper_resumes(cfg: Config) -> Result<()> {
     for pid in &pids {
         ensure!(status(&app, pid).await? == "deleted", "{pid} deleted");
         let types = app.audit_types(pid).await?;
-        let completed = types.iter().filter(|t| *t == "deletion_completed").count();
+        let count = |t: &str| types.iter().filter(|x| *x == t).count();
         ensure!(
-            completed == 1,
-            "{pid}: deletion completed exactly once: {types:?}"
+            count("deletion_completed") == 1 && count("deletion_requested") == 1,
+            "{pid}: requested and completed exactly once, resumed or not: {types:?}"
         );
     }
     ensure!(app.verify_audit().await?["valid"] == true);
