@@ -241,36 +241,45 @@ pub async fn killed_sweeper_resumes(cfg: Config) -> Result<()> {
         pids.push(pid);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // Start a sweep and kill the host while it runs, until a kill lands mid-batch: some
-    // package claimed (`deleting`) and not finished.
-    let mut interrupted: Vec<String> = Vec::new();
-    for delay_ms in [100, 50, 150, 30, 200, 70, 300] {
-        let url = app.url("/admin/sweeps");
-        let token = app.tokens.operator.clone();
-        let http = app.http.clone();
-        let inflight = tokio::spawn(async move {
-            http.post(url)
-                .bearer_auth(token)
-                .json(&json!({}))
-                .send()
-                .await
-        });
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        app.kill();
-        let _ = inflight.await;
-        app.spawn().await?;
-        for pid in &pids {
-            if status(&app, pid).await? == "deleting" {
-                interrupted.push(pid.clone());
-            }
+    // Start a sweep and kill the host mid-batch: the claim turns all 30 `deleting` at once,
+    // then they are deleted in claim (creation) order, so while the last one is still
+    // `deleting` the batch is not done.
+    let url = app.url("/admin/sweeps");
+    let token = app.tokens.operator.clone();
+    let http = app.http.clone();
+    let inflight = tokio::spawn(async move {
+        http.post(url)
+            .bearer_auth(token)
+            .json(&json!({}))
+            .send()
+            .await
+    });
+    let last = pids.last().context("packages")?.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match status(&app, &last).await?.as_str() {
+            "deleting" => break,
+            "deleted" => anyhow::bail!("the sweep finished before the kill"),
+            _ => {}
         }
-        if !interrupted.is_empty() {
-            break;
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the sweep never claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.kill();
+    let _ = inflight.await;
+    app.spawn().await?;
+    let mut interrupted: Vec<String> = Vec::new();
+    for pid in &pids {
+        if status(&app, pid).await? == "deleting" {
+            interrupted.push(pid.clone());
         }
     }
     ensure!(
         !interrupted.is_empty(),
-        "no kill landed mid-batch: nothing was left `deleting`"
+        "the kill landed mid-batch: some package is left `deleting`"
     );
     // The dead sweeper's claims expire; then sweeps finish the work.
     tokio::time::sleep(Duration::from_secs(3)).await;
