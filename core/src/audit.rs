@@ -52,6 +52,11 @@ impl From<&AuditEvent> for ChainHead {
     }
 }
 
+/// `seq` and `hash` of a chain's head, `(0, GENESIS_HASH)` for an empty chain.
+pub fn head_or_genesis(head: Option<&ChainHead>) -> (u64, &str) {
+    head.map_or((0, GENESIS_HASH), |h| (h.seq, h.hash.as_str()))
+}
+
 /// The event that follows `prev` (`None` = first event of the chain).
 pub fn chain_next(
     prev: Option<&AuditEvent>,
@@ -91,7 +96,7 @@ pub const CHECKPOINT_SCHEMA: &str = "artifact-store.audit-checkpoint/v1";
 /// The bytes an audit checkpoint's Ed25519 signature covers: the canonical JSON of
 /// `{schema, seq, hash, created_at}` (an empty chain: seq 0 and `GENESIS_HASH`).
 pub fn checkpoint_message(head: Option<&ChainHead>, created_at: Timestamp) -> String {
-    let (seq, hash) = head.map_or((0, GENESIS_HASH), |h| (h.seq, h.hash.as_str()));
+    let (seq, hash) = head_or_genesis(head);
     canonical::to_string(&serde_json::json!({
         "schema": CHECKPOINT_SCHEMA,
         "seq": seq,
@@ -199,7 +204,7 @@ impl ChainVerifier {
         if self.is_done() {
             return;
         }
-        let (seq, hash) = head.map_or((0, GENESIS_HASH), |h| (h.seq, h.hash.as_str()));
+        let (seq, hash) = head_or_genesis(head);
         if self.last_seq() != seq || self.prev_hash != hash {
             self.cut = Some(format!(
                 "the chain ends at seq {} but the recorded head is seq {seq}: events were \

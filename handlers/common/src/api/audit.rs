@@ -160,12 +160,12 @@ async fn checkpoint(req: &Request) -> Result<Reply, ApiError> {
     let message = audit::checkpoint_message(head.as_ref(), created_at);
     let key = SigningKey::from_bytes(&seed);
     let signature = key.sign(message.as_bytes());
-    let (seq, hash) = head.map_or((0, audit::GENESIS_HASH.to_string()), |h| (h.seq, h.hash));
+    let (seq, hash) = audit::head_or_genesis(head.as_ref());
     Ok(Reply::json(
         200,
         &Checkpoint {
             seq,
-            hash,
+            hash: hash.to_string(),
             created_at,
             message,
             public_key: hex::encode(key.verifying_key().as_bytes()),
