@@ -28,26 +28,9 @@ pub fn server() -> Option<Server> {
     match SERVER.get_or_init(find_server) {
         Ok(s) => Some(s.clone()),
         Err(why) => {
-            skip(&format!("no S3 server: {why}"));
+            artifact_store_tests::skip(&format!("no S3 server: {why}"));
             None
         }
-    }
-}
-
-/// Records that the running test skips, as `artifact_store_tests::skip` does (this crate
-/// cannot use that one): printed, and appended to `ARTIFACT_STORE_SKIP_LOG` for the
-/// summary of `cargo xtask test`.
-fn skip(reason: &str) {
-    use std::io::Write;
-    let test = std::thread::current().name().unwrap_or("?").to_string();
-    eprintln!("SKIP: {test}: {reason}");
-    if let Some(path) = std::env::var_os("ARTIFACT_STORE_SKIP_LOG") {
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .expect("skip log opens");
-        writeln!(log, "{test}: {reason}").expect("skip recorded");
     }
 }
 
