@@ -54,11 +54,30 @@ pub fn start_s3(server: S3Server) -> Result<Option<S3Env>> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     step(&format!("starting the S3 server ({start})"));
-    let out = Command::new("bash")
-        .arg(dir.join(start))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {start}"))?;
+    let run_start = |fresh: bool| {
+        let mut cmd = Command::new("bash");
+        cmd.arg(dir.join(start))
+            .stderr(std::process::Stdio::inherit());
+        if fresh {
+            cmd.env("CEPH_FRESH", "1").env("GARAGE_FRESH", "1");
+        }
+        cmd.output().with_context(|| format!("running {start}"))
+    };
+    let mut out = run_start(false)?;
+    if !out.status.success() {
+        // The data dir is throwaway test state; a run killed mid-write (or a machine that
+        // was reset under it) can leave it unable to restart. Start over from nothing once.
+        step(&format!(
+            "{start} failed ({}); wiping its throwaway data and starting fresh",
+            out.status
+        ));
+        let _ = Command::new("bash")
+            .arg(dir.join(stop))
+            .arg("--wipe")
+            .status();
+        kill_strays(probe);
+        out = run_start(true)?;
+    }
     if !out.status.success() {
         bail!("{start} failed ({})", out.status);
     }
@@ -75,6 +94,17 @@ pub fn start_s3(server: S3Server) -> Result<Option<S3Env>> {
         stop_script: dir.join(stop),
         started_here: !already_up,
     }))
+}
+
+/// Daemons of a test server whose PID files were lost (their stop script cannot see them)
+/// still hold its ports; only processes started with the default test data dir are killed.
+fn kill_strays(probe: &str) {
+    let pattern = match probe {
+        "radosgw" => "/tmp/s3-ceph/ceph.conf",
+        _ => "/tmp/s3-garage",
+    };
+    let _ = Command::new("pkill").args(["-9", "-f", pattern]).status();
+    std::thread::sleep(std::time::Duration::from_millis(500));
 }
 
 /// PostgreSQL runs on these machines; start the cluster if it is down.
