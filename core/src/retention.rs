@@ -203,7 +203,7 @@ pub fn keep_reason(
         {
             Some(KeepReason::NotAbandoned)
         }
-        PackageStatus::Finalized if !facts.expires_at.is_some_and(|e| e <= now) => {
+        PackageStatus::Finalized if facts.expires_at.is_none_or(|e| e > now) => {
             Some(KeepReason::NotExpired)
         }
         _ if holds.iter().any(Hold::is_active) => Some(KeepReason::Held),

@@ -300,10 +300,10 @@ impl TestApp {
         self.base_url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
-            if let Ok(r) = self.http.get(self.url("/health")).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(r) = self.http.get(self.url("/health")).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait()? {
                 bail!("host exited ({status}):\n{}", self.log_tail());

@@ -1,14 +1,17 @@
 //! A byte-forwarding TCP proxy that counts what passes from the app to a server: the
 //! tests' eyes on the wire (was a header really sent?) without touching the code under test.
+//! Made silent, it plays a server that hangs: it takes connections and bytes and never
+//! answers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub struct Proxy {
     pub addr: String,
     needle_hits: Arc<AtomicUsize>,
+    silent: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -22,12 +25,17 @@ impl Proxy {
         let needle = needle.to_ascii_lowercase().into_bytes();
         let upstream = upstream.to_string();
         let counter = hits.clone();
+        let silent = Arc::new(AtomicBool::new(false));
+        let hush = silent.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (upstream, needle, counter) =
                     (upstream.clone(), needle.clone(), counter.clone());
+                let silent = hush.load(Ordering::SeqCst);
                 tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(&upstream).await {
+                    if silent {
+                        swallow(client).await;
+                    } else if let Ok(server) = TcpStream::connect(&upstream).await {
                         let _ = pipe(client, server, &needle, &counter).await;
                     }
                 });
@@ -36,8 +44,15 @@ impl Proxy {
         Ok(Proxy {
             addr,
             needle_hits: hits,
+            silent,
             task,
         })
+    }
+
+    /// Connections made from now on are accepted and read but never answered (or, with
+    /// `false`, forwarded again).
+    pub fn set_silent(&self, silent: bool) {
+        self.silent.store(silent, Ordering::SeqCst);
     }
 
     pub fn hits(&self) -> usize {
@@ -48,6 +63,17 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Reads whatever the client sends, answers nothing, and keeps the connection open until
+/// the client closes it.
+async fn swallow(mut client: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = client.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
     }
 }
 

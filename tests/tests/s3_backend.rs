@@ -291,3 +291,87 @@ async fn declared_digest_is_checked_by_s3_and_nothing_is_staged() {
         .await,
     )
 }
+
+/// An S3 server that takes connections and bytes but never answers (a hung RGW, a black
+/// hole in the network) fails each request after `s3_timeout_seconds`, 503 with
+/// `Retry-After`, instead of holding it: uploads on both paths (declared digest, spliced;
+/// staged through the guest) and downloads. Once the server answers again, so does the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_s3_fails_requests_instead_of_hanging_them() {
+    check(
+        async {
+            let Some(env) = s3_env()? else { return Ok(()) };
+            let upstream = env.endpoint.trim_start_matches("http://").to_string();
+            let proxy = Proxy::start(&upstream, "x-amz-date").await?;
+            let app = start!(
+                s3_cfg()
+                    .var("s3_endpoint", format!("http://{}", proxy.addr))
+                    .var("s3_timeout_seconds", "2")
+            );
+            let p = app.tokens.producer.clone();
+            let pid = id(&app.create_package("silent", "transient").await?);
+            let kept = pseudo_random(20, 300_000);
+            let (s, f) = app.put_file(&p, &pid, "kept.bin", kept.clone()).await?;
+            ensure!(s == 201, "{f}\n{}", app.log_tail());
+            let kept_id = id(&f);
+
+            proxy.set_silent(true);
+            // Far longer than the timeout (and its retries) but short of a hang.
+            let bounded = std::time::Duration::from_secs(45);
+            let declared = tokio::time::timeout(
+                bounded,
+                app.put_file(&p, &pid, "declared.bin", pseudo_random(21, 300_000)),
+            )
+            .await
+            .context("the spliced upload hung on a silent S3")??;
+            ensure!(
+                declared.0 == 503 && declared.1["code"] == "backend_unavailable",
+                "spliced upload: {declared:?}\n{}",
+                app.log_tail()
+            );
+            let staged = tokio::time::timeout(bounded, async {
+                let r = app
+                    .req(
+                        reqwest::Method::PUT,
+                        Some(&p),
+                        &format!("/packages/{pid}/files/staged.bin"),
+                    )
+                    .body(pseudo_random(22, 300_000))
+                    .send()
+                    .await?;
+                ensure!(
+                    r.headers().contains_key("retry-after"),
+                    "503 carries Retry-After"
+                );
+                read_json(r).await
+            })
+            .await
+            .context("the staged upload hung on a silent S3")??;
+            ensure!(
+                staged.0 == 503 && staged.1["code"] == "backend_unavailable",
+                "staged upload: {staged:?}\n{}",
+                app.log_tail()
+            );
+            let download = tokio::time::timeout(bounded, app.download(&p, &kept_id))
+                .await
+                .context("the download hung on a silent S3")??;
+            ensure!(download.0 == 503, "download: {}", download.0);
+
+            proxy.set_silent(false);
+            let again = pseudo_random(23, 300_000);
+            let (s, f) = app.put_file(&p, &pid, "again.bin", again.clone()).await?;
+            ensure!(s == 201, "{f}\n{}", app.log_tail());
+            let (s, got) = app.download(&p, &id(&f)).await?;
+            ensure!(s == 200 && got == again, "download after recovery");
+            let (s, got) = app.download(&p, &kept_id).await?;
+            ensure!(s == 200 && got == kept, "the earlier file is intact");
+            let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
+            ensure!(
+                pkg["file_count"] == 2,
+                "only the answered uploads exist: {pkg}"
+            );
+            Ok(())
+        }
+        .await,
+    )
+}

@@ -205,7 +205,12 @@ impl ResponseWriter {
         while !data.is_empty() {
             let budget = stream.check_write().map_err(stream_error)?;
             if budget == 0 {
-                stream.subscribe().block();
+                if !splice::ready_within(&stream.subscribe(), splice::DOWNLOAD_STALL) {
+                    return Err(format!(
+                        "the client took no bytes for {} s",
+                        splice::DOWNLOAD_STALL.as_secs()
+                    ));
+                }
                 continue;
             }
             let n = usize::try_from(budget)
@@ -223,7 +228,7 @@ impl ResponseWriter {
             .stream
             .as_ref()
             .ok_or_else(|| SpliceError::Destination("response already ended".into()))?;
-        splice::exact(src, stream, len)
+        splice::exact(src, stream, len, splice::DOWNLOAD_STALL)
     }
 
     /// Ends the body cleanly: the client sees a complete response.

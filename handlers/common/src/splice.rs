@@ -6,10 +6,18 @@
 //! copies nor hashes them (sha256 in wasm runs at a fraction of the storage's speed). The
 //! host buffers at most one step; memory stays flat.
 
+use std::time::Duration;
+
+use wasi::io::poll::Pollable;
 use wasi::io::streams::{InputStream, OutputStream, StreamError};
 
 /// The most one host call moves. The host moves less when less is ready.
 const STEP: u64 = 4 * 1024 * 1024;
+
+/// How long a download waits on a side that moves nothing (a client that stopped reading,
+/// a backend that stopped sending) before it gives up, so a stalled peer cannot hold an
+/// instance without end.
+pub const DOWNLOAD_STALL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpliceError {
@@ -21,27 +29,59 @@ pub enum SpliceError {
     Destination(String),
 }
 
-/// Moves exactly `len` bytes from `src` to `dst`, waiting while either side is not ready,
-/// then flushes `dst`.
+/// Moves exactly `len` bytes from `src` to `dst`, waiting while either side is not ready
+/// (at most `stall` at a time: past it the side that held it up is blamed), then flushes
+/// `dst`.
 ///
 /// Non-blocking `splice` plus waiting on whichever side held it up, rather than
 /// `blocking-splice`: the latter also waits for each step to be flushed before it reads
 /// the next, so reading and sending never overlap.
-pub fn exact(src: &InputStream, dst: &OutputStream, len: u64) -> Result<(), SpliceError> {
+pub fn exact(
+    src: &InputStream,
+    dst: &OutputStream,
+    len: u64,
+    stall: Duration,
+) -> Result<(), SpliceError> {
     let mut moved = 0;
     while moved < len {
         match dst.splice(src, (len - moved).min(STEP)) {
-            Ok(0) => match dst.check_write() {
-                Ok(0) => dst.subscribe().block(),
-                Ok(_) => src.subscribe().block(),
-                Err(e) => return Err(SpliceError::Destination(describe(e))),
-            },
+            Ok(0) => {
+                // Wait on whichever side held the step up.
+                let dst_full = match dst.check_write() {
+                    Ok(room) => room == 0,
+                    Err(e) => return Err(SpliceError::Destination(describe(e))),
+                };
+                let side = if dst_full {
+                    dst.subscribe()
+                } else {
+                    src.subscribe()
+                };
+                if !ready_within(&side, stall) {
+                    let verb = if dst_full { "taken" } else { "sent" };
+                    let detail = format!(
+                        "no bytes {verb} for {} s, after {moved} of {len} bytes",
+                        stall.as_secs()
+                    );
+                    return Err(if dst_full {
+                        SpliceError::Destination(detail)
+                    } else {
+                        SpliceError::Source(detail)
+                    });
+                }
+            }
             Ok(n) => moved += n,
             Err(e) => return Err(blame(dst, e, moved, len)),
         }
     }
     dst.blocking_flush()
         .map_err(|e| SpliceError::Destination(describe(e)))
+}
+
+/// Waits until `pollable` is ready or `limit` passed; whether it became ready.
+pub fn ready_within(pollable: &Pollable, limit: Duration) -> bool {
+    let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+    let timer = wasi::clocks::monotonic_clock::subscribe_duration(nanos);
+    wasi::io::poll::poll(&[pollable, &timer]).contains(&0)
 }
 
 /// Whether `src` has nothing left (a source longer than it should be is refused, not cut).

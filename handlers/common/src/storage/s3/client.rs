@@ -67,7 +67,8 @@ pub struct S3Store<T: Transport = SpinHttp> {
 impl S3Store<SpinHttp> {
     /// The store the components use: Spin outbound HTTP to `config.endpoint`.
     pub fn new(config: S3Config) -> Self {
-        Self::with_transport(config, SpinHttp)
+        let timeout = std::time::Duration::from_secs(config.timeout_seconds);
+        Self::with_transport(config, SpinHttp { timeout })
     }
 }
 

@@ -19,6 +19,7 @@ const DEFAULT_MULTIPART_THRESHOLD: u64 = 8 * MIB;
 /// Two parts are in memory at once while an upload streams (one sent, one read).
 const DEFAULT_PART_SIZE: u64 = 8 * MIB;
 const DEFAULT_PRESIGN_SECONDS: u64 = 300;
+const DEFAULT_TIMEOUT_SECONDS: u64 = 60;
 /// SigV4 presigned URLs are valid for at most 7 days.
 const MAX_PRESIGN_SECONDS: u64 = 7 * 24 * 3600;
 
@@ -52,6 +53,9 @@ pub struct S3Config {
     /// Configured part size (see `part_size_for`).
     pub part_size: u64,
     pub presign_seconds: u64,
+    /// How long S3 may leave a request without progress: to connect, to answer, to take
+    /// or send the next bytes (`s3_timeout_seconds`). Past it the request fails (503).
+    pub timeout_seconds: u64,
 }
 
 impl fmt::Debug for S3Config {
@@ -69,6 +73,7 @@ impl fmt::Debug for S3Config {
             .field("multipart_threshold", &self.multipart_threshold)
             .field("part_size", &self.part_size)
             .field("presign_seconds", &self.presign_seconds)
+            .field("timeout_seconds", &self.timeout_seconds)
             .finish()
     }
 }
@@ -138,6 +143,10 @@ impl S3Config {
         if !(1..=MAX_PRESIGN_SECONDS).contains(&presign_seconds) {
             return Err("s3_presign_seconds must be between 1 and 604800".into());
         }
+        let timeout_seconds = number("s3_timeout_seconds", DEFAULT_TIMEOUT_SECONDS)?;
+        if timeout_seconds == 0 {
+            return Err("s3_timeout_seconds must be at least 1".into());
+        }
         if !path_style && bucket.contains('.') && endpoint.starts_with("https://") {
             // A dotted bucket name breaks the wildcard TLS certificate of virtual hosts.
             return Err("s3_bucket with dots needs s3_path_style=true over https".into());
@@ -155,6 +164,7 @@ impl S3Config {
             multipart_threshold,
             part_size,
             presign_seconds,
+            timeout_seconds,
         }))
     }
 
@@ -214,6 +224,7 @@ mod tests {
         assert_eq!(c.multipart_threshold, 8 * MIB);
         assert_eq!(c.part_size, 8 * MIB);
         assert_eq!(c.presign_seconds, 300);
+        assert_eq!(c.timeout_seconds, 60);
         assert_eq!(c.key_prefix, "");
         assert_eq!(c.sse, None);
     }

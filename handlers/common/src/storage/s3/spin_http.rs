@@ -10,7 +10,9 @@
 use artifact_store_core::ports::{ByteStream, StorageError};
 use futures::SinkExt;
 use spin_sdk::http::{Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme};
-use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
+use spin_sdk::wit::wasi::http0_2_0::outgoing_handler::{self, FutureIncomingResponse};
+use spin_sdk::wit::wasi::http0_2_0::types::RequestOptions;
+use std::time::Duration;
 use wasi::io::streams::{InputStream, StreamError};
 
 use super::error::{DEFAULT_RETRY_AFTER_SECS, connection_failed};
@@ -26,8 +28,16 @@ const READ_CHUNK: u64 = 1024 * 1024;
 
 /// Spin outbound HTTP. The endpoint must be listed in the component's
 /// `allowed_outbound_hosts`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SpinHttp;
+///
+/// `timeout` bounds each wait on S3: to connect, for the reply (hosts count from the start
+/// of the request, so this also bounds writing a buffered body of at most one part; a
+/// spliced payload, whose length has no bound, gets it after its last byte instead), and
+/// for the next bytes of a spliced payload. A silent S3 then fails the request, 503,
+/// instead of holding the instance.
+#[derive(Debug, Clone, Copy)]
+pub struct SpinHttp {
+    pub timeout: Duration,
+}
 
 /// A reply body streamed from the host.
 pub struct SpinBody {
@@ -100,6 +110,33 @@ fn outgoing(request: &S3Request) -> Result<OutgoingRequest, String> {
     Ok(outgoing)
 }
 
+/// Timeouts for one request. A host that cannot honour one keeps its own default.
+fn options(connect: Duration, first_byte: Option<Duration>) -> RequestOptions {
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let options = RequestOptions::new();
+    let _ = options.set_connect_timeout(Some(nanos(connect)));
+    if let Some(d) = first_byte {
+        let _ = options.set_first_byte_timeout(Some(nanos(d)));
+    }
+    options
+}
+
+/// The reply to a request in flight, without blocking the guest's other futures (Spin's
+/// executor re-polls when the registered pollable is ready).
+async fn reply_of(future: FutureIncomingResponse) -> Result<IncomingResponse, String> {
+    loop {
+        match future.get() {
+            Some(Ok(Ok(response))) => return Ok(response),
+            Some(Ok(Err(e))) => return Err(format!("{e:?}")),
+            Some(Err(())) => return Err("no reply".to_string()),
+            None => {
+                yield_once(|waker| spin_executor::push_waker(future.subscribe(), waker.clone()))
+                    .await
+            }
+        }
+    }
+}
+
 fn into_http(response: IncomingResponse) -> Result<http::Response<SpinBody>, String> {
     let mut builder = http::Response::builder().status(response.status());
     for (name, value) in response.headers().entries() {
@@ -139,9 +176,11 @@ impl Transport for SpinHttp {
             drop(sink);
             Ok::<(), String>(())
         };
-        let reply = spin_sdk::http::send::<_, IncomingResponse>(outgoing);
-        let (reply, written) = futures::join!(reply, write);
-        let response = reply.map_err(|e| e.to_string())?;
+        let options = options(self.timeout, Some(self.timeout));
+        let reply =
+            outgoing_handler::handle(outgoing, Some(options)).map_err(|e| format!("{e:?}"))?;
+        let (reply, written) = futures::join!(reply_of(reply), write);
+        let response = reply?;
         written?;
         into_http(response)
     }
@@ -161,12 +200,12 @@ impl Transport for SpinHttp {
         let body = outgoing
             .body()
             .map_err(|()| connection_failed(op, "request body already taken"))?;
-        let future = outgoing_handler::handle(outgoing, None)
+        let future = outgoing_handler::handle(outgoing, Some(options(self.timeout, None)))
             .map_err(|e| connection_failed(op, format!("{e:?}")))?;
         let stream = body
             .write()
             .map_err(|()| connection_failed(op, "request body not writable"))?;
-        let moved = splice::exact(payload.stream(), &stream, length);
+        let moved = splice::exact(payload.stream(), &stream, length, self.timeout);
         drop(stream);
         match moved {
             Ok(()) => OutgoingBody::finish(body, None)
@@ -179,7 +218,13 @@ impl Transport for SpinHttp {
             // The server stopped reading: its reply (below) says why.
             Err(SpliceError::Destination(_)) => drop(body),
         }
-        future.subscribe().block();
+        if !splice::ready_within(&future.subscribe(), self.timeout) {
+            // Dropping the future cancels the request.
+            return Err(connection_failed(
+                op,
+                format!("no reply {} s after the body", self.timeout.as_secs()),
+            ));
+        }
         match future.get() {
             Some(Ok(Ok(response))) => into_http(response).map_err(|e| connection_failed(op, e)),
             Some(Ok(Err(e))) => Err(connection_failed(op, format!("{e:?}"))),
