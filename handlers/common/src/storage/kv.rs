@@ -3,7 +3,9 @@
 //! Layout (BRIEF): chunks at `<key>/c/<n>`, then the object's meta JSON at `<key>`
 //! (`{"size","sha256","chunk_size","chunks"}`), written last. Decision: the meta is the
 //! commit point, so a reader that finds meta finds every chunk, and an absent meta means an
-//! absent object whatever chunks lie around. Deletion therefore removes the meta first.
+//! absent object whatever chunks lie around. Deletion removes the meta last, so a deletion
+//! cut short is found and finished by the next one (nothing reads the object by then: the
+//! registry marks its blob `deleting` first).
 //! Chunks are 1 MiB because Spin bounds key-value values; a range read touches only the
 //! chunks it needs. The cost is one KV round trip per MiB.
 //!
@@ -11,7 +13,10 @@
 //! (`"chunks_at": "<staging key>"`), and the staging key becomes a forwarding entry
 //! (`{"moved_to","chunks"}`), written first. Deleting a forwarding entry frees the chunks
 //! only if the key it names does not point at them, so a crash between the two writes
-//! loses nothing and leaks nothing.
+//! loses nothing and leaks nothing. While the object uses them, deleting the staging key
+//! changes nothing: the entry and the chunks are deleted with the object. (An upload
+//! deletes its staging key, and the orphan sweep may delete it again after a crash: the
+//! entry must still be there to say the chunks are taken.)
 
 use std::cell::OnceCell;
 use std::rc::Rc;
@@ -127,15 +132,10 @@ impl KvStore {
         store.set(key, &json).map_err(|e| unavailable("set", e))
     }
 
-    fn delete_chunks(store: &Store, key: &str, count: u64) {
-        for n in 0..count {
-            let _ = store.delete(&chunk_key(key, n));
-        }
-    }
-
-    /// Deletes `count` chunks under `base`, stopping at the first failure.
-    fn delete_chunks_checked(store: &Store, base: &str, count: u64) -> Result<(), StorageError> {
-        for n in 0..count {
+    /// Deletes chunks `0..count` of `base`, last first: if this is cut short, what is
+    /// left still runs from chunk 0, where the next delete finds it.
+    fn delete_chunks(store: &Store, base: &str, count: u64) -> Result<(), StorageError> {
+        for n in (0..count).rev() {
             store
                 .delete(&chunk_key(base, n))
                 .map_err(|e| unavailable("delete", e))?;
@@ -197,7 +197,7 @@ impl ObjectStore for KvStore {
         .await;
         if let Err(e) = result {
             // `chunks` counts what was written; a failed set may have landed too.
-            Self::delete_chunks(&store, key, chunks + 1);
+            let _ = Self::delete_chunks(&store, key, chunks + 1);
             return Err(e);
         }
         let sha256 = hex::encode(hasher.finalize());
@@ -209,7 +209,7 @@ impl ObjectStore for KvStore {
             chunks_at: None,
         };
         if let Err(e) = Self::set_entry(&store, key, &KvEntry::Object(object)) {
-            Self::delete_chunks(&store, key, chunks);
+            let _ = Self::delete_chunks(&store, key, chunks);
             return Err(e);
         }
         Ok(PutReceipt {
@@ -288,31 +288,43 @@ impl ObjectStore for KvStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        // Every branch leaves what says what to delete (the meta, the forwarding entry) for
+        // last, so a delete cut by a crash is finished by the next one, and a repeated
+        // delete never takes bytes that are not this key's.
         let store = self.store()?;
         match self.entry(&store, key)? {
             Some(KvEntry::Object(meta)) => {
-                store.delete(key).map_err(|e| unavailable("delete", e))?;
-                Self::delete_chunks_checked(&store, meta.chunk_base(key), meta.chunks)
+                let base = meta.chunk_base(key);
+                Self::delete_chunks(&store, base, meta.chunks)?;
+                if let Some(moved_from) = &meta.chunks_at
+                    && matches!(self.entry(&store, moved_from)?,
+                        Some(KvEntry::Moved { ref moved_to, .. }) if moved_to == key)
+                {
+                    store
+                        .delete(moved_from)
+                        .map_err(|e| unavailable("delete", e))?;
+                }
+                store.delete(key).map_err(|e| unavailable("delete", e))
             }
             Some(KvEntry::Moved { moved_to, chunks }) => {
                 let target = self.meta(&store, &moved_to)?;
-                if moved_chunks_are_free(key, target.as_ref()) {
-                    Self::delete_chunks_checked(&store, key, chunks)?;
+                if !moved_chunks_are_free(key, target.as_ref()) {
+                    // The object uses these chunks: they and this entry go with it.
+                    return Ok(());
                 }
-                // Last: a failure before this repeats the check next time.
+                Self::delete_chunks(&store, key, chunks)?;
                 store.delete(key).map_err(|e| unavailable("delete", e))
             }
             // No entry (a write cut by a crash): the chunks run from 0 to the first gap.
             None => {
-                let mut n = 0;
-                loop {
-                    let chunk = chunk_key(key, n);
-                    if !store.exists(&chunk).map_err(|e| unavailable("exists", e))? {
-                        return Ok(());
-                    }
-                    store.delete(&chunk).map_err(|e| unavailable("delete", e))?;
-                    n += 1;
+                let mut count = 0;
+                while store
+                    .exists(&chunk_key(key, count))
+                    .map_err(|e| unavailable("exists", e))?
+                {
+                    count += 1;
                 }
+                Self::delete_chunks(&store, key, count)
             }
         }
     }
