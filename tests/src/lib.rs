@@ -96,6 +96,8 @@ pub struct Tokens {
     pub reader: String,
     /// reader of everything (`*`)
     pub reader_all: String,
+    /// every role, every producer (`*`): for the API fuzzer, which invents producers
+    pub all: String,
 }
 
 pub const PRODUCER: &str = "guide-board";
@@ -110,6 +112,7 @@ impl Tokens {
             other_producer: t("other"),
             reader: t("reader"),
             reader_all: t("reader_all"),
+            all: t("all"),
         }
     }
 
@@ -133,6 +136,12 @@ impl Tokens {
             ),
             entry(&self.reader, "auditor", &["reader"], &[PRODUCER]),
             entry(&self.reader_all, "archivist", &["reader"], &["*"]),
+            entry(
+                &self.all,
+                "fuzzer",
+                &["producer", "reader", "operator"],
+                &["*"]
+            ),
         ])
         .to_string()
     }

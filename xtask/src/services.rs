@@ -168,3 +168,27 @@ pub fn install_spin() -> Result<Option<PathBuf>> {
         .context("install.sh printed no SPIN_BIN")?;
     Ok(Some(bin))
 }
+
+/// The pinned schemathesis (the API fuzzer) in a virtualenv under `target/`, installed from
+/// PyPI on first use; its executable.
+pub fn install_schemathesis() -> Result<PathBuf> {
+    const VERSION: &str = "4.32.5";
+    let venv = repo_root().join("target/schemathesis");
+    let bin = venv.join("bin/schemathesis");
+    let stamp = venv.join(format!("installed-{VERSION}"));
+    if bin.is_file() && stamp.is_file() {
+        return Ok(bin);
+    }
+    step(&format!(
+        "installing schemathesis {VERSION} (the API fuzzer) into target/schemathesis"
+    ));
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("schemathesis=={VERSION}"),
+    ]))?;
+    std::fs::write(&stamp, "")?;
+    Ok(bin)
+}

@@ -36,9 +36,10 @@ async fn sweep(req: &Request, plan_only: bool) -> Result<Reply, ApiError> {
     let ctx = Ctx::open(req).await?;
     auth::require_role(&ctx.principal, Role::Operator)?;
     let cfg = SweepConfig::from_config(&ctx.config);
+    // `?limit=` as for every list (default 50, at most 1000): it bounds a plan's lists and
+    // is checked on a real sweep too, which has no list to bound.
+    let limit = page_request(&req.query)?.limit;
     if plan_only || dry_run(req)? {
-        // `?limit=` as for every list (default 50, at most 1000).
-        let limit = page_request(&req.query)?.limit;
         let plan = plan_sweep(&ctx.meta, time::now(), &cfg, limit).await?;
         return Ok(Reply::json(200, &plan));
     }

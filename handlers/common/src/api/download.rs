@@ -118,7 +118,16 @@ async fn prepare(req: &Request, file_id: &str) -> Result<Prepared, ApiError> {
     let range = range::parse(req.header("range"), size);
     let key = record.location.object_key.clone();
 
-    let redirect = req.query_param("redirect") == Some("1") && backend.kind() == BackendKind::S3;
+    let redirect = match req.query_param("redirect") {
+        None | Some("0") => false,
+        Some("1") => backend.kind() == BackendKind::S3,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "`redirect` must be 0 or 1",
+            ));
+        }
+    };
     if redirect
         && let Some(url) = backend
             .presign_get(&key, ctx.config.s3_presign_seconds)
