@@ -152,9 +152,21 @@ pub fn test(s3: S3Server, cargo_args: &[String]) -> Result<()> {
     if spin.is_none() {
         step("no ../shared/spin/ on this machine: the parity suite (spin_*) will skip");
     }
-    let fuzzer = services::install_schemathesis()?;
+    // Without PyPI the fuzz suite skips (and under CI a skip fails the run, with the reason).
+    let fuzzer = services::install_schemathesis()
+        .map_err(|e| {
+            step(&format!(
+                "schemathesis not installed ({e:#}): api_fuzz will skip"
+            ))
+        })
+        .ok();
     let s3_env = services::start_s3(s3)?;
-    let result = run_tests(s3_env.as_ref(), spin.as_deref(), &fuzzer, cargo_args);
+    let result = run_tests(
+        s3_env.as_ref(),
+        spin.as_deref(),
+        fuzzer.as_deref(),
+        cargo_args,
+    );
     if let Some(env) = s3_env {
         env.stop_if_started();
     }
@@ -206,12 +218,14 @@ fn check_core_is_pure() -> Result<()> {
 fn run_tests(
     s3: Option<&S3Env>,
     spin: Option<&Path>,
-    fuzzer: &Path,
+    fuzzer: Option<&Path>,
     cargo_args: &[String],
 ) -> Result<()> {
     step("running the test suite");
     let mut cmd = cargo();
-    cmd.env("SCHEMATHESIS_BIN", fuzzer);
+    if let Some(bin) = fuzzer {
+        cmd.env("SCHEMATHESIS_BIN", bin);
+    }
     if let Some(bin) = spin {
         cmd.env("SPIN_BIN", bin);
     }
