@@ -3,7 +3,9 @@
 //! the other, since it stops the server every other S3 test uses.
 
 use anyhow::{Context, Result, ensure};
-use artifact_store_tests::{Bytes, Config, Metadata, TestApp, id, pseudo_random, s3, s3_env};
+use artifact_store_tests::{
+    Bytes, Config, Metadata, TestApp, id, pseudo_random, read_json, s3, s3_env,
+};
 use std::process::Command;
 use std::time::Duration;
 
@@ -148,6 +150,53 @@ async fn backend_fails_mid_sweep() -> Result<()> {
     Ok(())
 }
 
+/// Reads while the server is down answer 503 with `Retry-After` (nothing half-sent), health
+/// says `degraded`, and the same file downloads intact once the server is back.
+async fn downloads_during_an_outage() -> Result<()> {
+    let Some(app) = TestApp::start(Config::new(Metadata::Sqlite, Bytes::S3)).await? else {
+        return Ok(());
+    };
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("read", "transient").await?);
+    let bytes = pseudo_random(30, 2_000_000);
+    let (s, f) = app.put_file(&p, &pid, "r.bin", bytes.clone()).await?;
+    ensure!(s == 201, "{f}");
+    let file = id(&f);
+    stop_s3()?;
+    let during = async {
+        let r = app
+            .req(
+                reqwest::Method::GET,
+                Some(&p),
+                &format!("/files/{file}/download"),
+            )
+            .send()
+            .await?;
+        let retry_after = r.headers().contains_key("retry-after");
+        let answer = read_json(r).await?;
+        let health = read_json(app.http.get(app.url("/health")).send().await?).await?;
+        Ok::<_, anyhow::Error>((answer, retry_after, health))
+    }
+    .await;
+    start_s3()?;
+    let (answer, retry_after, health) = during?;
+    ensure!(
+        answer.0 == 503 && answer.1["code"] == "backend_unavailable" && retry_after,
+        "download while S3 is down: {answer:?} (Retry-After: {retry_after})\n{}",
+        app.log_tail()
+    );
+    ensure!(
+        health.0 == 200 && health.1["status"] == "degraded",
+        "health while S3 is down: {health:?}"
+    );
+    let (s, got) = app.download(&p, &file).await?;
+    ensure!(
+        s == 200 && got == bytes,
+        "the file downloads intact after the restart"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_server_outages() {
     if std::env::var_os("ARTIFACT_STORE_NO_S3").is_some() || !ceph_in_use() {
@@ -160,6 +209,10 @@ async fn s3_server_outages() {
             server_stopped_mid_upload().await,
         ),
         ("backend_fails_mid_sweep", backend_fails_mid_sweep().await),
+        (
+            "downloads_during_an_outage",
+            downloads_during_an_outage().await,
+        ),
     ] {
         if let Err(e) = r {
             let _ = start_s3();
