@@ -117,6 +117,13 @@ async fn presigned_redirect_and_prefix() {
                 keys.iter().all(|k| !k.contains("staging/")),
                 "no staging leftovers: {keys:?}"
             );
+            // ... and only there: the bucket has no copy at the unprefixed address.
+            let bare = want.strip_prefix(&prefix).context("prefixed key")?;
+            let unprefixed = s3::list_keys(&env, bare)?;
+            ensure!(
+                unprefixed.is_empty(),
+                "no object outside the prefix: {unprefixed:?}"
+            );
             Ok(())
         }
         .await,

@@ -67,3 +67,58 @@ fn threaded_claims_never_overlap() {
     expected.sort();
     assert_eq!(claimed, expected);
 }
+
+/// First requests on a new database, truly at once: two OS threads, each with its own
+/// connection, start migrating together (on one thread the shared scenario's futures never
+/// yield, so they would run one after the other). Both succeed and each migration is
+/// applied once: the production runner's `BEGIN IMMEDIATE` and re-check serialize them.
+#[test]
+fn threaded_first_migrations_apply_each_once() {
+    // The window is small: 20 new databases, so a runner that lost its re-check fails.
+    for _ in 0..20 {
+        threaded_first_migrations_on_a_new_database();
+    }
+}
+
+fn threaded_first_migrations_on_a_new_database() {
+    use metadata_scenarios::Harness;
+    use std::sync::Barrier;
+
+    let db = unmigrated();
+    let start = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (db, start) = (&db, &start);
+                scope.spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let s = db.connect().await;
+                        start.wait();
+                        s.ensure_migrated().await
+                    })
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .unwrap()
+                .expect("a concurrent first migration succeeds");
+        }
+    });
+    let conn = rusqlite::Connection::open(&db.path).unwrap();
+    let applied: i64 = conn
+        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+        .unwrap();
+    let compiled = artifact_store_handlers::metadata::migration_set(
+        artifact_store_handlers::metadata::Dialect::Sqlite,
+    )
+    .len();
+    assert_eq!(applied as usize, compiled);
+    let heads: i64 = conn
+        .query_row("SELECT COUNT(*) FROM audit_chain_head", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(heads, 1);
+}

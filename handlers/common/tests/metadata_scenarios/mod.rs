@@ -163,7 +163,8 @@ pub async fn migrations_are_idempotent<H: Harness>(h: &H) {
 }
 
 /// Two first requests on a new database migrate at once: both succeed, each migration
-/// is applied once. `h` must not be migrated yet.
+/// is applied once. `h` must not be migrated yet. (On SQLite these futures never yield,
+/// so they run in turn: `threaded_first_migrations_apply_each_once` races two threads.)
 pub async fn concurrent_first_migrations<H: Harness>(h: &H) {
     let a = h.connect().await;
     let b = h.connect().await;

@@ -73,7 +73,7 @@ impl SqlConn for RusqliteConn {
 
 /// A fresh database file in its own temporary directory.
 pub struct SqliteDb {
-    path: PathBuf,
+    pub path: PathBuf,
 }
 
 impl Drop for SqliteDb {
