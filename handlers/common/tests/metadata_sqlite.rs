@@ -6,6 +6,14 @@ use metadata_scenarios::sqlite::{fresh, unmigrated};
 
 metadata_scenarios!(fresh(), async { unmigrated() });
 
+/// Runs `f` on a runtime of the calling thread (each OS thread of a test gets its own).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// Two OS threads, each with its own connection, claim at the same time: SQLite's
 /// `BEGIN IMMEDIATE` serializes the claims, so no package is handed out twice.
 #[test]
@@ -14,11 +22,8 @@ fn threaded_claims_never_overlap() {
     use artifact_store_core::ports::MetadataStore;
     use metadata_scenarios::{Harness, new_package, t};
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let db = rt.block_on(fresh());
-    let mut expected = rt.block_on(async {
+    let db = block_on(fresh());
+    let mut expected = block_on(async {
         let s = db.connect().await;
         let mut ids = Vec::new();
         for _ in 0..40 {
@@ -36,10 +41,7 @@ fn threaded_claims_never_overlap() {
             .map(|n| {
                 let db = &db;
                 scope.spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async {
+                    block_on(async {
                         let s = db.connect().await;
                         let mut got = Vec::new();
                         loop {
@@ -91,10 +93,7 @@ fn threaded_first_migrations_on_a_new_database() {
             .map(|_| {
                 let (db, start) = (&db, &start);
                 scope.spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .unwrap();
-                    rt.block_on(async {
+                    block_on(async {
                         let s = db.connect().await;
                         start.wait();
                         s.ensure_migrated().await
