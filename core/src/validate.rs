@@ -8,7 +8,8 @@
 //! - subjects: 1..=256 chars of printable UTF-8 (no control characters);
 //! - relative paths: the contract's rules, plus a first segment that starts like a Windows
 //!   drive (`C:`) is rejected, because a consumer unpacking the package on Windows would
-//!   treat it as absolute. Percent-encoding is *not* decoded: `%2e%2e` is a literal,
+//!   treat it as absolute, and so are bidirectional text controls, which make a name
+//!   display as another. Percent-encoding is *not* decoded: `%2e%2e` is a literal,
 //!   harmless file name (the HTTP layer decodes URL paths once, before calling this);
 //! - metadata: a JSON object, at most 64 keys, at most 8 KiB as compact JSON, no empty key;
 //!   secret-looking keys are looked for at every depth (nested objects, also inside arrays),
@@ -225,6 +226,9 @@ pub fn relative_path(path: &str) -> Result<(), DomainError> {
     if path.chars().any(char::is_control) {
         return bad("must not contain control characters");
     }
+    if path.chars().any(is_bidi_control) {
+        return bad("must not contain bidirectional text controls");
+    }
     for segment in path.split('/') {
         match segment {
             "" => return bad("must not contain an empty segment ('//' or a trailing '/')"),
@@ -237,6 +241,12 @@ pub fn relative_path(path: &str) -> Result<(), DomainError> {
         return bad("must not start with a drive prefix like 'C:'");
     }
     Ok(())
+}
+
+/// Characters that reorder how text displays (Unicode bidi embeddings, overrides,
+/// isolates and marks): in a file name they make `evil\u{202e}gpj.exe` show as `evilexe.jpg`.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A media type `type/subtype[; param=value]*`; `None` or blank means

@@ -76,12 +76,22 @@ proptest! {
     }
 
     #[test]
-    fn extensions_only_move_later(current in ts(), new in ts(), class in class()) {
-        let r = retention::check_extension(Some(current), new, class);
-        if class == RetentionClass::PermanentRecord {
-            prop_assert!(r.is_err());
-        } else {
-            prop_assert_eq!(r.is_ok(), new > current);
+    fn extensions_only_move_later(
+        current in ts(),
+        new in ts(),
+        step in -2i64..=2,
+        class in class(),
+    ) {
+        // Random pairs almost never meet the boundary: also try `current` itself and its
+        // neighbours.
+        let near = current + chrono::TimeDelta::seconds(step);
+        for new in [new, near] {
+            let r = retention::check_extension(Some(current), new, class);
+            if class == RetentionClass::PermanentRecord {
+                prop_assert!(r.is_err());
+            } else {
+                prop_assert_eq!(r.is_ok(), new > current, "{} -> {}", current, new);
+            }
         }
     }
 
@@ -102,6 +112,14 @@ proptest! {
         prop_assert!(e1 <= e2);
         if let Some(e) = e1 {
             prop_assert!(e >= early);
+        }
+        // The value itself: created + the configured rule; never for a permanent record.
+        match (class, rule) {
+            (RetentionClass::PermanentRecord, _) => prop_assert_eq!(e1, None),
+            (_, Some(r)) => {
+                prop_assert_eq!(e1, Some(early + chrono::TimeDelta::seconds(r)));
+            }
+            (_, None) => prop_assert!(e1.is_some()),
         }
     }
 }
@@ -151,9 +169,26 @@ proptest! {
     #[test]
     fn valid_paths_are_accepted_unchanged(p in valid_path()) {
         prop_assert!(validate::relative_path(&p).is_ok(), "{:?}", p);
-        let json = serde_json::to_string(&p).unwrap();
-        prop_assert_eq!(serde_json::from_str::<String>(&json).unwrap(), p.clone());
-        prop_assert_eq!(p.split('/').collect::<Vec<_>>().join("/"), p);
+    }
+
+    #[test]
+    fn over_long_and_lookalike_paths_are_rejected(
+        p in valid_path(),
+        pick in 0usize..6,
+    ) {
+        let bad = match pick {
+            // Over the byte limit, by one.
+            0 => "a".repeat(validate::MAX_PATH_BYTES + 1),
+            // Bidi controls and other invisible format characters.
+            1 => format!("{p}\u{202e}gpj.exe"),
+            2 => format!("\u{2066}{p}"),
+            // A URL-decoded traversal (the HTTP layer decodes once; this is what it makes).
+            3 => format!("{p}/../x"),
+            // A leading slash or a Windows drive.
+            4 => format!("/{p}"),
+            _ => format!("c:/{p}"),
+        };
+        prop_assert!(validate::relative_path(&bad).is_err(), "accepted {:?}", bad);
     }
 
     #[test]
@@ -367,5 +402,31 @@ proptest! {
         let pos = pos.unwrap();
         prop_assert_eq!(report.first_invalid_id.as_deref(), Some(bad[pos].id.as_str()));
         prop_assert!(pos <= i, "tampered {} (field {}), reported {}", i, field, pos);
+    }
+}
+
+proptest! {
+    /// Structural edits, not only edited fields: an event removed from the middle, one
+    /// repeated, two swapped. (Removing the newest ones is truncation, caught against the
+    /// recorded head: `audit_chain_detects_tampering`.)
+    #[test]
+    fn removed_repeated_or_reordered_events_are_found(
+        chain in chain(),
+        which in any::<prop::sample::Index>(),
+        edit in 0usize..3,
+    ) {
+        prop_assume!(chain.len() >= 2);
+        let i = which.index(chain.len() - 1);
+        let mut bad = chain.clone();
+        match edit {
+            0 => {
+                bad.remove(i);
+            }
+            1 => bad.insert(i + 1, chain[i].clone()),
+            _ => bad.swap(i, i + 1),
+        }
+        let mut v = ChainVerifier::new();
+        bad.iter().for_each(|e| v.feed(e));
+        prop_assert!(!v.report().valid, "edit {} at {} went unnoticed", edit, i);
     }
 }
