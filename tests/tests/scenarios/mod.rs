@@ -615,7 +615,8 @@ pub async fn dedupe_same_bytes(cfg: Config) -> Result<()> {
     );
     if app.config.bytes == Bytes::Kv {
         // The bytes themselves are stored once (the kv promotion moves the staged chunks,
-        // the second upload's are freed), and no staging entry is left.
+        // the second upload's are freed), and the one staging entry left is the promoted
+        // upload's forwarding entry, which lives as long as the object it points at.
         let chunk_bytes = app.kv_chunk_bytes()?;
         ensure!(
             chunk_bytes as usize == bytes.len(),
@@ -623,13 +624,22 @@ pub async fn dedupe_same_bytes(cfg: Config) -> Result<()> {
             bytes.len()
         );
         let conn = rusqlite::Connection::open(app.blobs_path())?;
-        let staging: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM spin_key_value WHERE store = 'blobs' \
+        let mut stmt = conn.prepare(
+            "SELECT value FROM spin_key_value WHERE store = 'blobs' \
              AND key LIKE 'staging/%' AND key NOT LIKE '%/c/%'",
-            [],
-            |r| r.get(0),
         )?;
-        ensure!(staging == 0, "{staging} staging entries left");
+        let staging: Vec<Value> = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect::<Result<_>>()?;
+        let digest = sha256_hex(&bytes);
+        ensure!(
+            staging.len() == 1
+                && staging[0]["moved_to"]
+                    .as_str()
+                    .is_some_and(|k| k.ends_with(&digest)),
+            "only the forwarding entry to the object is left: {staging:?}"
+        );
     }
     for f in [&fa, &fb] {
         let (s, got) = app.download(&p, &id(f)).await?;
