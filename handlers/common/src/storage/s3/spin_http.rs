@@ -125,16 +125,20 @@ fn options(connect: Duration, first_byte: Option<Duration>) -> RequestOptions {
 /// executor re-polls when the registered pollable is ready).
 async fn reply_of(future: FutureIncomingResponse) -> Result<IncomingResponse, String> {
     loop {
-        match future.get() {
-            Some(Ok(Ok(response))) => return Ok(response),
-            Some(Ok(Err(e))) => return Err(format!("{e:?}")),
-            Some(Err(())) => return Err("no reply".to_string()),
-            None => {
-                yield_once(|waker| spin_executor::push_waker(future.subscribe(), waker.clone()))
-                    .await
-            }
+        if let Some(reply) = ready_reply(&future) {
+            return reply;
         }
+        yield_once(|waker| spin_executor::push_waker(future.subscribe(), waker.clone())).await
     }
+}
+
+/// The reply of a request, or why none came; `None` while it is still in flight.
+fn ready_reply(future: &FutureIncomingResponse) -> Option<Result<IncomingResponse, String>> {
+    future.get().map(|reply| match reply {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(format!("{e:?}")),
+        Err(()) => Err("no reply".to_string()),
+    })
 }
 
 fn into_http(response: IncomingResponse) -> Result<http::Response<SpinBody>, String> {
@@ -225,10 +229,10 @@ impl Transport for SpinHttp {
                 format!("no reply {} s after the body", self.timeout.as_secs()),
             ));
         }
-        match future.get() {
-            Some(Ok(Ok(response))) => into_http(response).map_err(|e| connection_failed(op, e)),
-            Some(Ok(Err(e))) => Err(connection_failed(op, format!("{e:?}"))),
-            Some(Err(())) | None => Err(connection_failed(op, "no reply")),
+        match ready_reply(&future) {
+            Some(Ok(response)) => into_http(response).map_err(|e| connection_failed(op, e)),
+            Some(Err(e)) => Err(connection_failed(op, e)),
+            None => Err(connection_failed(op, "no reply")),
         }
     }
 }
