@@ -42,10 +42,21 @@ fn shared_dir() -> Result<PathBuf> {
 
 /// Starts the chosen S3 server (idempotent scripts) and reads its `S3_*` lines.
 pub fn start_s3(server: S3Server) -> Result<Option<S3Env>> {
-    let (start, stop, probe) = match server {
+    // `data` marks the command lines of daemons started with the scripts' default data dir.
+    let (start, stop, probe, data) = match server {
         S3Server::None => return Ok(None),
-        S3Server::Ceph => ("start-ceph.sh", "stop-ceph.sh", "radosgw"),
-        S3Server::Garage => ("start-garage.sh", "stop-garage.sh", "garage"),
+        S3Server::Ceph => (
+            "start-ceph.sh",
+            "stop-ceph.sh",
+            "radosgw",
+            "/tmp/s3-ceph/ceph.conf",
+        ),
+        S3Server::Garage => (
+            "start-garage.sh",
+            "stop-garage.sh",
+            "garage",
+            "/tmp/s3-garage",
+        ),
     };
     let dir = shared_dir()?.join("s3");
     let already_up = Command::new("pgrep")
@@ -75,7 +86,7 @@ pub fn start_s3(server: S3Server) -> Result<Option<S3Env>> {
             .arg(dir.join(stop))
             .arg("--wipe")
             .status();
-        kill_strays(probe);
+        kill_strays(data);
         out = run_start(true)?;
     }
     if !out.status.success() {
@@ -97,13 +108,9 @@ pub fn start_s3(server: S3Server) -> Result<Option<S3Env>> {
 }
 
 /// Daemons of a test server whose PID files were lost (their stop script cannot see them)
-/// still hold its ports; only processes started with the default test data dir are killed.
-fn kill_strays(probe: &str) {
-    let pattern = match probe {
-        "radosgw" => "/tmp/s3-ceph/ceph.conf",
-        _ => "/tmp/s3-garage",
-    };
-    let _ = Command::new("pkill").args(["-9", "-f", pattern]).status();
+/// still hold its ports; only processes whose command line names `data` are killed.
+fn kill_strays(data: &str) {
+    let _ = Command::new("pkill").args(["-9", "-f", data]).status();
     std::thread::sleep(std::time::Duration::from_millis(500));
 }
 
