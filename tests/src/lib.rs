@@ -704,6 +704,12 @@ pub async fn read_json(r: reqwest::Response) -> Result<(u16, Value)> {
     ))
 }
 
+/// The contract's content address of `digest` under `prefix`:
+/// `<prefix>sha256/<aa>/<bb>/<digest>`, written here once, independently of the code.
+pub fn content_key(prefix: &str, digest: &str) -> String {
+    format!("{prefix}sha256/{}/{}/{digest}", &digest[..2], &digest[2..4])
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

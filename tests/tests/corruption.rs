@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result, ensure};
 use artifact_store_tests::{
-    Bytes, Config, Metadata, TestApp, id, pseudo_random, s3, s3_env, sha256_hex, start,
+    Bytes, Config, Metadata, TestApp, content_key, id, pseudo_random, s3, s3_env, sha256_hex, start,
 };
 
 const SIZE: usize = 2_000_000;
@@ -23,12 +23,7 @@ fn tamper(app: &TestApp, original: &[u8], stored: &[u8]) -> Result<()> {
     match app.config.bytes {
         Bytes::S3 => {
             let env = s3_env()?.context("s3")?;
-            let key = format!(
-                "{}sha256/{}/{}/{digest}",
-                app.s3_prefix.as_ref().unwrap(),
-                &digest[..2],
-                &digest[2..4]
-            );
+            let key = content_key(app.s3_prefix.as_ref().unwrap(), &digest);
             s3::put_object(&env, &key, stored)
         }
         Bytes::Kv => {
@@ -36,11 +31,7 @@ fn tamper(app: &TestApp, original: &[u8], stored: &[u8]) -> Result<()> {
             let conn = rusqlite::Connection::open(app.blobs_path())?;
             let meta: Vec<u8> = conn.query_row(
                 "SELECT value FROM spin_key_value WHERE store = 'blobs' AND key = ?1",
-                [format!(
-                    "sha256/{}/{}/{digest}",
-                    &digest[..2],
-                    &digest[2..4]
-                )],
+                [content_key("", &digest)],
                 |r| r.get(0),
             )?;
             let meta: serde_json::Value = serde_json::from_slice(&meta)?;

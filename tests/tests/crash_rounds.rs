@@ -15,7 +15,8 @@
 
 use anyhow::{Context, Result, ensure};
 use artifact_store_tests::{
-    Bytes, Config, TestApp, id, pseudo_random, read_json, s3, s3_env, sha256_hex, start,
+    Bytes, Config, TestApp, content_key, id, pseudo_random, read_json, s3, s3_env, sha256_hex,
+    start,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -202,10 +203,7 @@ fn check_bucket(app: &TestApp, live: &BTreeMap<String, u64>) -> Result<()> {
     let env = s3_env()?.context("s3")?;
     let prefix = app.s3_prefix.clone().context("s3 prefix")?;
     let keys: BTreeSet<String> = s3::list_keys(&env, &prefix)?.into_iter().collect();
-    let expected: BTreeSet<String> = live
-        .keys()
-        .map(|d| format!("{prefix}sha256/{}/{}/{d}", &d[..2], &d[2..4]))
-        .collect();
+    let expected: BTreeSet<String> = live.keys().map(|d| content_key(&prefix, d)).collect();
     ensure!(
         keys == expected,
         "bucket holds exactly the live objects: extra {:?}, missing {:?}",
@@ -233,10 +231,7 @@ fn check_kv(app: &TestApp, live: &BTreeMap<String, u64>) -> Result<()> {
             Ok((key, serde_json::from_slice(&value)?))
         })
         .collect::<Result<_>>()?;
-    let expected: BTreeSet<String> = live
-        .keys()
-        .map(|d| format!("sha256/{}/{}/{d}", &d[..2], &d[2..4]))
-        .collect();
+    let expected: BTreeSet<String> = live.keys().map(|d| content_key("", d)).collect();
     let objects: BTreeSet<String> = entries
         .keys()
         .filter(|k| k.starts_with("sha256/"))

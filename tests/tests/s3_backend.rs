@@ -4,7 +4,8 @@
 use anyhow::{Context, Result, ensure};
 use artifact_store_tests::proxy::Proxy;
 use artifact_store_tests::{
-    Bytes, Config, Metadata, id, pseudo_random, read_json, s3, s3_env, sha256_hex, start,
+    Bytes, Config, Metadata, content_key, id, pseudo_random, read_json, s3, s3_env, sha256_hex,
+    start,
 };
 
 fn s3_cfg() -> Config {
@@ -110,8 +111,7 @@ async fn presigned_redirect_and_prefix() {
             let env = s3_env()?.context("s3")?;
             let prefix = app.s3_prefix.clone().unwrap();
             let keys = s3::list_keys(&env, &prefix)?;
-            let digest = sha256_hex(&bytes);
-            let want = format!("{prefix}sha256/{}/{}/{digest}", &digest[..2], &digest[2..4]);
+            let want = content_key(&prefix, &sha256_hex(&bytes));
             ensure!(keys.contains(&want), "{want} in {keys:?}");
             ensure!(
                 keys.iter().all(|k| !k.contains("staging/")),
@@ -222,13 +222,7 @@ async fn multipart_upload_round_trip() {
 
 /// The object key of `bytes` under the app's S3 prefix.
 fn object_key(app: &artifact_store_tests::TestApp, bytes: &[u8]) -> String {
-    let digest = sha256_hex(bytes);
-    format!(
-        "{}sha256/{}/{}/{digest}",
-        app.s3_prefix.as_ref().unwrap(),
-        &digest[..2],
-        &digest[2..4]
-    )
+    content_key(app.s3_prefix.as_ref().unwrap(), &sha256_hex(bytes))
 }
 
 /// A raw PUT with a declared digest goes to S3 in one request that S3 checks: a wrong

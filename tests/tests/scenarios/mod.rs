@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result, ensure};
 use artifact_store_tests::{
-    Bytes, Config, Metadata, OTHER_PRODUCER, PRODUCER, TestApp, assert_problem, id, pseudo_random,
-    read_json, s3, s3_env, sha256_hex, start,
+    Bytes, Config, Metadata, OTHER_PRODUCER, PRODUCER, TestApp, assert_problem, content_key, id,
+    pseudo_random, read_json, s3, s3_env, sha256_hex, start,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -146,12 +146,7 @@ pub async fn pilot_flow(cfg: Config) -> Result<()> {
         ensure!(storage["backend_id"] == backend, "storage: {storage}");
         // The contract's content address: `<prefix>sha256/<aa>/<bb>/<digest>`.
         let d = sha256_hex(&files[path]);
-        let want = format!(
-            "{}sha256/{}/{}/{d}",
-            app.s3_prefix.clone().unwrap_or_default(),
-            &d[..2],
-            &d[2..4]
-        );
+        let want = content_key(app.s3_prefix.as_deref().unwrap_or_default(), &d);
         ensure!(
             storage["object_key"] == want.as_str(),
             "content-addressed key {want}: {storage}"
