@@ -8,7 +8,7 @@ use crate::bindings::SpinImports;
 use crate::bindings::cron::{SpinCronPre, fermyon::spin_cron::cron_types};
 use crate::cron::Schedule;
 use crate::key_value::KvBackend;
-use crate::limits::Limits;
+use crate::limits::{Limits, within_deadline};
 use crate::manifest::{ComponentDecl, Manifest, Route};
 use crate::outbound_http::AllowedHosts;
 use crate::postgres::PgPool;
@@ -306,7 +306,11 @@ impl App {
             .ctxs
             .get(component)
             .ok_or_else(|| anyhow!("unknown component `{component}`"))?;
-        Ok(Store::new(&self.inner.engine, HostState::new(ctx.clone())))
+        let mut store = Store::new(&self.inner.engine, HostState::new(ctx.clone()));
+        // Past the deadline the guest traps at its next epoch check (`crate::limits`).
+        store.set_epoch_deadline(self.inner.limits.deadline_ticks());
+        store.epoch_deadline_trap();
+        Ok(store)
     }
 
     /// Invokes a cron component's `handle-cron-event` now (fresh instance).
@@ -320,9 +324,13 @@ impl App {
             bail!("component `{component}` is not on a [[trigger.cron]]");
         };
         let mut store = self.new_store(component)?;
-        let instance = wt(pre.instantiate_async(&mut store).await)?;
-        let metadata = cron_types::Metadata { timestamp };
-        match wt(instance.call_handle_cron_event(&mut store, metadata).await)
+        let event = async {
+            let instance = wt(pre.instantiate_async(&mut store).await)?;
+            let metadata = cron_types::Metadata { timestamp };
+            wt(instance.call_handle_cron_event(&mut store, metadata).await)
+        };
+        match within_deadline(self.inner.limits.request_deadline, event)
+            .await
             .with_context(|| format!("cron component `{component}` trapped"))?
         {
             Ok(()) => Ok(()),

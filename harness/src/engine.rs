@@ -33,20 +33,39 @@ pub fn new_engine(instances: u32) -> Result<Engine> {
         .max_core_instance_size(1 << 20);
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-    match Engine::new(&config) {
-        Ok(e) => Ok(e),
+    let engine = match Engine::new(&config) {
+        Ok(e) => e,
         // Pooling reserves a lot of virtual memory up front; some sandboxes forbid that.
         Err(e) => {
             eprintln!("harness: pooling allocator unavailable ({e}); using on-demand allocation");
-            Engine::new(&base_config()).map_err(Into::into)
+            Engine::new(&base_config())?
         }
-    }
+    };
+    tick_epochs(&engine);
+    Ok(engine)
 }
 
 fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // Request deadlines (`Limits::request_deadline`) stop guests that never yield.
+    config.epoch_interruption(true);
     config
+}
+
+/// Advances the engine's epoch every `EPOCH_TICK` for as long as the engine lives.
+fn tick_epochs(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(crate::limits::EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
 }
 
 /// sha256 of a file, streamed in 64 KiB chunks.

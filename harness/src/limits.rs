@@ -7,7 +7,12 @@
 //! - once `pg_max_open` PostgreSQL connections to an address are busy, a request waits at
 //!   most `pg_wait` for one, then fails (the app answers 503 with `Retry-After`);
 //! - at most `max_instances` component instances run at once; one more answers 503 with
-//!   `Retry-After` instead of waiting.
+//!   `Retry-After` instead of waiting;
+//! - a request (or cron event) runs at most `request_deadline`, guest code included: the
+//!   engine's epoch ticks every `EPOCH_TICK`, so a guest spinning in a loop traps at its
+//!   next check, and a guest waiting on the host is dropped at the deadline. A request
+//!   stopped before its response head answers 503; one stopped while streaming its body
+//!   is cut off (the client sees a truncated body, never a clean end).
 
 use std::time::Duration;
 
@@ -20,6 +25,17 @@ pub struct Limits {
     pub pg_wait: Duration,
     pub pg_max_open: usize,
     pub max_instances: u32,
+    pub request_deadline: Duration,
+}
+
+/// How often the engine's epoch advances: the granularity of `request_deadline`.
+pub const EPOCH_TICK: Duration = Duration::from_millis(100);
+
+impl Limits {
+    /// The request deadline in epoch ticks (at least one).
+    pub fn deadline_ticks(&self) -> u64 {
+        (self.request_deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
 }
 
 impl Default for Limits {
@@ -30,7 +46,40 @@ impl Default for Limits {
             pg_wait: Duration::from_secs(5),
             pg_max_open: 16,
             max_instances: 128,
+            // Long enough for a 5 GiB upload at about 1.5 MiB/s; stuck requests end anyway.
+            request_deadline: Duration::from_secs(3600),
         }
+    }
+}
+
+/// A request or cron event ran past `Limits::request_deadline`.
+#[derive(Debug)]
+pub struct DeadlineExceeded(pub Duration);
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request deadline of {:?} exceeded", self.0)
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// Runs `work` for at most `deadline`: a guest waiting on the host is dropped when it
+/// passes, and a guest that traps on its epoch deadline is reported the same way.
+pub async fn within_deadline<T>(
+    deadline: Duration,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(deadline, work).await {
+        Ok(Err(e))
+            if e.chain().any(|c| {
+                c.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt)
+            }) =>
+        {
+            Err(e.context(DeadlineExceeded(deadline)))
+        }
+        Ok(result) => result,
+        Err(_) => Err(DeadlineExceeded(deadline).into()),
     }
 }
 

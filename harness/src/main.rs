@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use harness::{App, AppOptions, Limits, parse_variable_flag};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "harness", about = "Run a Spin spin.toml app on wasmtime")]
@@ -35,6 +36,45 @@ struct Common {
     /// in Spin's format.
     #[arg(long)]
     runtime_config_file: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitFlags,
+}
+
+/// `crate::limits::Limits`, each bound settable by flag or environment variable.
+#[derive(clap::Args)]
+struct LimitFlags {
+    /// Seconds a client may take to send a request's head.
+    #[arg(long, env = "HARNESS_HEADER_READ_SECONDS", default_value_t = Limits::default().header_read.as_secs())]
+    header_read_seconds: u64,
+    /// Seconds a request body may send nothing before it fails.
+    #[arg(long, env = "HARNESS_BODY_IDLE_SECONDS", default_value_t = Limits::default().body_idle.as_secs())]
+    body_idle_seconds: u64,
+    /// Seconds a request or cron event may run, guest code included.
+    #[arg(long, env = "HARNESS_REQUEST_DEADLINE_SECONDS", default_value_t = Limits::default().request_deadline.as_secs())]
+    request_deadline_seconds: u64,
+    /// Seconds a request waits for a PostgreSQL connection when all are busy.
+    #[arg(long, env = "HARNESS_PG_WAIT_SECONDS", default_value_t = Limits::default().pg_wait.as_secs())]
+    pg_wait_seconds: u64,
+    /// PostgreSQL connections open at once, per address.
+    #[arg(long, env = "HARNESS_PG_MAX_OPEN", default_value_t = Limits::default().pg_max_open)]
+    pg_max_open: usize,
+    /// Component instances running at once; one more answers 503.
+    #[arg(long, env = "HARNESS_MAX_INSTANCES", default_value_t = Limits::default().max_instances)]
+    max_instances: u32,
+}
+
+impl LimitFlags {
+    fn limits(&self) -> Limits {
+        let secs = |s: u64| Duration::from_secs(s.max(1));
+        Limits {
+            header_read: secs(self.header_read_seconds),
+            body_idle: secs(self.body_idle_seconds),
+            request_deadline: secs(self.request_deadline_seconds),
+            pg_wait: secs(self.pg_wait_seconds),
+            pg_max_open: self.pg_max_open.max(1),
+            max_instances: self.max_instances.max(1),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -61,7 +101,7 @@ fn options(c: &Common) -> AppOptions {
         env: None,
         cache_dir: c.cache_dir.clone(),
         runtime_config: c.runtime_config_file.clone(),
-        limits: Limits::default(),
+        limits: c.limits.limits(),
     }
 }
 

@@ -3,12 +3,13 @@
 //! Decision: bodies are never buffered by the harness. The hyper `Incoming` body is handed to
 //! wasi-http as the guest's incoming-request body and the guest's outgoing body is returned to
 //! hyper as a stream, so memory per request is bounded by wasi-http's chunk buffers. The guest
-//! runs in its own task: a trap before `response-outparam.set` answers 500, a trap afterwards
-//! aborts that response only; the server keeps serving either way. Slow clients are bounded
-//! by `crate::limits` (request heads, idle bodies, instance slots).
+//! runs in its own task: a trap before `response-outparam.set` answers 500 (503 when the
+//! request deadline stopped it), a trap afterwards aborts that response only; the server
+//! keeps serving either way. Slow clients and stuck guests are bounded by `crate::limits`
+//! (request heads, idle bodies, instance slots, the request deadline).
 
 use crate::app::{App, wt};
-use crate::limits::IdleTimeoutBody;
+use crate::limits::{DeadlineExceeded, IdleTimeoutBody, within_deadline};
 use crate::routing::spin_headers;
 use anyhow::Result;
 use bytes::Bytes;
@@ -205,6 +206,13 @@ impl App {
                     .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
                 (resp, Some(component))
             }
+            Err(e) if e.downcast_ref::<DeadlineExceeded>().is_some() => {
+                eprintln!("[{component}] stopped: {e:#}");
+                (
+                    empty_response(StatusCode::SERVICE_UNAVAILABLE),
+                    Some(component),
+                )
+            }
             Err(e) => {
                 eprintln!("[{component}] request failed: {e:#}");
                 (
@@ -224,6 +232,7 @@ impl App {
         let mut store = self.new_store(component)?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let idle = self.inner.limits.body_idle;
+        let deadline = self.inner.limits.request_deadline;
         let req = req.map(|body| IdleTimeoutBody::new(body, idle));
         let request = wt(store
             .data_mut()
@@ -237,13 +246,13 @@ impl App {
         // The guest keeps running after sending headers (it streams the body), so it gets its
         // own task.
         let task = tokio::spawn(async move {
-            let result = async {
+            let result = within_deadline(deadline, async {
                 let proxy = wt(pre.instantiate_async(&mut store).await)?;
                 wt(proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, request, out)
                     .await)
-            }
+            })
             .await;
             if let Err(e) = &result
                 && responded_in_task.load(Ordering::Acquire)

@@ -557,12 +557,68 @@ async fn start_limited(name: &str) -> (App, harness::RunningApp) {
             pg_wait: Duration::from_millis(300),
             pg_max_open: 1,
             max_instances: 4,
+            request_deadline: Duration::from_secs(3),
         },
         ..options(&dir)
     };
     let app = App::load(manifest(&dir, NEVER), options).expect("load app");
     let running = app.serve("127.0.0.1:0").await.expect("serve");
     (app, running)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_past_their_deadline_are_stopped() {
+    use tokio::io::AsyncWriteExt;
+    let _shared = MEMORY_QUIET.read().await;
+    let (_app, running) = start_limited("deadline").await;
+    let base = running.base_url();
+
+    // A guest that never yields is interrupted (epoch deadline), not left spinning.
+    for _ in 0..2 {
+        let t = std::time::Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(15), get(&format!("{base}/spin")))
+            .await
+            .expect("a spinning guest is stopped at its deadline");
+        assert_eq!(got.0, 503, "{got:?}");
+        assert!(t.elapsed() >= Duration::from_secs(3), "{:?}", t.elapsed());
+        assert_eq!(get(&format!("{base}/hello")).await.0, 200);
+    }
+
+    // A guest waiting on a client that keeps sending, slower than the deadline allows, is
+    // stopped too (the body never idles long enough for `body_idle`).
+    let s = tokio::net::TcpStream::connect(running.local_addr())
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(b"POST /hash HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if wr.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 1024];
+        while !reply.windows(4).any(|w| w == b"\r\n\r\n") {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    trickle.abort();
+    let head = String::from_utf8_lossy(&reply);
+    assert!(head.starts_with("HTTP/1.1 503"), "trickled body: {head:?}");
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    running.shutdown().await;
 }
 
 /// Reads what the server sends until it closes or `within` passes: (bytes, closed).
