@@ -54,6 +54,12 @@ pub trait ByteStream {
     async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError>;
 }
 
+impl<T: ByteStream> ByteStream for &mut T {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        (**self).next_chunk().await
+    }
+}
+
 /// What `put` learned while streaming: the bytes' digest and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutReceipt {
@@ -273,6 +279,10 @@ pub trait MetadataStore {
     /// Applies pending migrations; safe when several instances call it at once.
     async fn migrate(&self) -> MetaResult<()>;
     async fn health(&self) -> MetaResult<()>;
+    /// The caller is about to wait on something slow (a client's body) and will not use
+    /// the store meanwhile: a store holding a scarce connection may close it now and open
+    /// a new one on next use. Never called inside a transaction.
+    fn pause(&self) {}
 
     // packages
     /// Inserts the package, its `default_rule_applied` retention event and `package_created`.

@@ -3,13 +3,14 @@
 //! the sweep, so its invariants are tested natively with failures, crashes and sweeps
 //! injected between every two steps (`tests/upload_flow.rs`).
 //!
-//! 1. record a pending upload, so a crash leaves a trace for the orphan sweep;
+//! 1. record a pending upload, so a crash leaves a trace for the orphan sweep; then
+//!    `pause` the metadata store: no scarce connection is held while the client sends;
 //! 2. stream the body to `<prefix>staging/<upload_id>` while the backend hashes and counts
 //!    (413 past `max_bytes`);
 //! 3. check the declared digest (422 `digest_mismatch`);
-//! 4. pin the content-addressed key (no sweep deletes it until the commit), then reuse the
-//!    bytes already there or promote the staged ones to it (503 while a sweep is deleting
-//!    those bytes);
+//! 4. pin the content-addressed key (no sweep deletes it until the commit; a sweep deleting
+//!    those bytes right now is waited out), then promote the staged bytes to it (a backend
+//!    that already holds them keeps its copy);
 //! 5. commit file, location, blob and audit event in one transaction, which also ends the
 //!    pin;
 //! 6. delete the staging object, then forget the pending upload. If the deletion fails (or
@@ -29,6 +30,7 @@ use artifact_store_core::ports::{
     StorageError,
 };
 use artifact_store_core::{content, time};
+use std::time::Duration;
 
 use crate::body::Limited;
 use crate::problem::{ApiError, log_error};
@@ -41,6 +43,8 @@ pub struct Upload {
     pub media_type: String,
     /// The digest the client declared, checked against the bytes.
     pub expected_sha256: Option<String>,
+    /// The size the client declared (a form's `size` part), checked against the bytes.
+    pub expected_size: Option<u64>,
     /// Who uploads (recorded in the audit event).
     pub actor: String,
     pub max_bytes: u64,
@@ -96,6 +100,7 @@ pub async fn store_declared<M: MetadataStore, S: ObjectStore + VerifiedPut<P>, P
     upload: &Upload,
     declared: &Declared,
     payload: &mut P,
+    sleep: &impl AsyncFn(Duration),
 ) -> Result<File, ApiError> {
     if declared.size > upload.max_bytes {
         return Err(StorageError::TooLarge {
@@ -109,23 +114,20 @@ pub async fn store_declared<M: MetadataStore, S: ObjectStore + VerifiedPut<P>, P
         object_key: content::object_key(&upload.key_prefix, &declared.sha256),
     };
     let result = async {
-        match meta.pin_blob(&pending.id, &location).await? {
-            Some(BlobState::Deleting) => return Err(being_deleted()),
-            // Even when the bytes are already stored, they are written again: a caller who
-            // only knows a digest must not get a file of someone else's bytes, and the
-            // backend's check proves this caller holds them. Same bytes, same key: the
-            // write changes nothing for the files that already reference it.
-            Some(BlobState::Present) | None => {
-                store
-                    .put_verified(
-                        &location.object_key,
-                        payload,
-                        declared.size,
-                        &declared.sha256,
-                    )
-                    .await?
-            }
-        }
+        // Even when the bytes are already stored, they are written again: a caller who only
+        // knows a digest must not get a file of someone else's bytes, and the backend's
+        // check proves this caller holds them. Same bytes, same key: the write changes
+        // nothing for the files that already reference it.
+        pin(meta, &pending, &location, sleep).await?;
+        meta.pause(); // the client sends the body now: hold no connection meanwhile
+        store
+            .put_verified(
+                &location.object_key,
+                payload,
+                declared.size,
+                &declared.sha256,
+            )
+            .await?;
         commit(
             meta,
             upload,
@@ -154,9 +156,10 @@ pub async fn store_file<M: MetadataStore, S: ObjectStore>(
     store: &S,
     upload: &Upload,
     body: &mut impl ByteStream,
+    sleep: &impl AsyncFn(Duration),
 ) -> Result<File, ApiError> {
     let pending = begin(meta, store, upload).await?;
-    let result = stage_and_commit(meta, store, upload, &pending, body).await;
+    let result = stage_and_commit(meta, store, upload, &pending, body, sleep).await;
     let staging_deleted = match store.delete(&pending.staging_key).await {
         Ok(()) => true,
         Err(e) => {
@@ -185,8 +188,10 @@ async fn stage_and_commit<M: MetadataStore, S: ObjectStore>(
     upload: &Upload,
     pending: &PendingUpload,
     body: &mut impl ByteStream,
+    sleep: &impl AsyncFn(Duration),
 ) -> Result<File, ApiError> {
     let mut limited = Limited::new(body, upload.max_bytes);
+    meta.pause(); // the client sends the body now: hold no connection meanwhile
     let receipt = store
         .put(
             &pending.staging_key,
@@ -197,6 +202,17 @@ async fn stage_and_commit<M: MetadataStore, S: ObjectStore>(
             },
         )
         .await?;
+    if let Some(expected) = upload.expected_size
+        && expected != receipt.size_bytes
+    {
+        return Err(ApiError::new(
+            ErrorCode::SizeMismatch,
+            format!(
+                "the body is {} bytes, not the declared {expected}",
+                receipt.size_bytes
+            ),
+        ));
+    }
     if let Some(expected) = &upload.expected_sha256
         && *expected != receipt.sha256
     {
@@ -212,17 +228,14 @@ async fn stage_and_commit<M: MetadataStore, S: ObjectStore>(
         backend_id: store.backend_id().to_string(),
         object_key: content::object_key(&upload.key_prefix, &receipt.sha256),
     };
-    // The pin keeps sweeps off the object from here to the commit, so the decision below
-    // cannot be overtaken by a deletion.
-    match meta.pin_blob(&pending.id, &location).await? {
-        Some(BlobState::Present) => {} // the same bytes are already stored: dedupe
-        Some(BlobState::Deleting) => return Err(being_deleted()),
-        None => {
-            store
-                .promote(&pending.staging_key, &location.object_key)
-                .await?
-        }
-    }
+    // The pin keeps sweeps off the object from here to the commit. The staged bytes are
+    // promoted whether or not the same bytes are already stored (a backend holding them
+    // keeps its copy), so neither the answer nor its timing tells this caller whether
+    // another package holds these bytes.
+    pin(meta, pending, &location, sleep).await?;
+    store
+        .promote(&pending.staging_key, &location.object_key)
+        .await?;
     commit(
         meta,
         upload,
@@ -234,11 +247,37 @@ async fn stage_and_commit<M: MetadataStore, S: ObjectStore>(
     .await
 }
 
-fn being_deleted() -> ApiError {
-    ApiError::new(
+/// How many times the flow waits for a sweep that is deleting the bytes it needs, the
+/// first wait, doubled each time (0.1 + 0.2 + ... + 3.2 s: about 6 s in all).
+const DELETION_WAITS: u32 = 6;
+const FIRST_DELETION_WAIT: Duration = Duration::from_millis(100);
+
+/// Pins `location` for `pending` (no sweep deletes it from here to the commit). While a
+/// sweep is deleting the same bytes, waits for it to finish (it then forgets them, and
+/// this upload writes them anew) instead of refusing at once: an immediate refusal would
+/// tell the caller that someone else held these bytes. `sleep` is the host's timer.
+async fn pin<M: MetadataStore>(
+    meta: &M,
+    pending: &PendingUpload,
+    location: &StorageLocation,
+    sleep: &impl AsyncFn(Duration),
+) -> Result<(), ApiError> {
+    let mut wait = FIRST_DELETION_WAIT;
+    for attempt in 0..=DELETION_WAITS {
+        match meta.pin_blob(&pending.id, location).await? {
+            Some(BlobState::Deleting) if attempt < DELETION_WAITS => {
+                meta.pause();
+                sleep(wait).await;
+                wait *= 2;
+            }
+            Some(BlobState::Deleting) => break,
+            Some(BlobState::Present) | None => return Ok(()),
+        }
+    }
+    Err(ApiError::new(
         ErrorCode::BackendUnavailable,
-        "the same bytes are being deleted right now; retry shortly",
-    )
+        "the storage is busy deleting; retry shortly",
+    ))
 }
 
 /// File, location, blob reference and audit event in one transaction (ends the pin).

@@ -349,6 +349,124 @@ enum Path {
     Declared,
 }
 
+/// The flows' timer, in runs where no sweep is left half done.
+async fn no_sleep(_: std::time::Duration) {}
+
+/// A world with the seed's package, whose blob a sweep is deleting right now (the state
+/// between its claim and its `forget_blob`); no scripted fault fires.
+async fn world_mid_deletion() -> (Rc<World>, String) {
+    let world = Rc::new(World {
+        db: fresh().await,
+        objects: RefCell::new(BTreeMap::new()),
+        script: Script {
+            fault: Fault::Fail,
+            at: usize::MAX,
+            seen: Cell::new(0),
+            fired: Cell::new(false),
+            in_tx: Cell::new(false),
+            sweeping: Cell::new(false),
+        },
+    });
+    let target = seed(&world).await;
+    let s = world.db.connect().await;
+    s.conn()
+        .execute("UPDATE blobs SET state = 'deleting'", &[])
+        .await
+        .unwrap();
+    (world, target)
+}
+
+/// What the sweep does after its claim: the object goes, then the blob row.
+async fn finish_deletion(world: &World) {
+    world
+        .objects
+        .borrow_mut()
+        .remove(&content::object_key("", &digest()));
+    let s = world.db.connect().await;
+    s.conn().execute("DELETE FROM blobs", &[]).await.unwrap();
+}
+
+async fn upload_mid_deletion(
+    path: Path,
+    world: &Rc<World>,
+    target: &str,
+    sleep: &impl AsyncFn(std::time::Duration),
+) -> Result<File, artifact_store_handlers::problem::ApiError> {
+    let upload = Upload {
+        package_id: target.to_string(),
+        relative_path: "new.bin".into(),
+        media_type: "application/octet-stream".into(),
+        expected_sha256: Some(digest()),
+        expected_size: None,
+        actor: "ci-bot".into(),
+        max_bytes: 1 << 20,
+        key_prefix: String::new(),
+    };
+    let meta = SqlStore::new(world.db.raw_conn());
+    let store = FakeStore(world.clone());
+    match path {
+        Path::Staged => {
+            let mut body = VecReader(Some(BYTES.to_vec()));
+            store_file(&meta, &store, &upload, &mut body, sleep).await
+        }
+        Path::Declared => {
+            let declared = Declared {
+                size: BYTES.len() as u64,
+                sha256: digest(),
+            };
+            let mut payload = BYTES.to_vec();
+            store_declared(&meta, &store, &upload, &declared, &mut payload, sleep).await
+        }
+    }
+}
+
+/// A sweep deleting the same bytes when the upload pins them is waited out, not refused
+/// at once (a refusal would tell the caller that someone else held these bytes), and the
+/// upload then stores the bytes anew.
+#[tokio::test(flavor = "current_thread")]
+async fn a_deletion_of_the_same_bytes_is_waited_out() {
+    for path in [Path::Staged, Path::Declared] {
+        let (world, target) = world_mid_deletion().await;
+        let waits = Cell::new(0);
+        let sleep = async |_: std::time::Duration| {
+            waits.set(waits.get() + 1);
+            finish_deletion(&world).await;
+        };
+        let file = upload_mid_deletion(path, &world, &target, &sleep)
+            .await
+            .unwrap_or_else(|e| panic!("{path:?}: {e:?}"));
+        assert_eq!(waits.get(), 1, "{path:?}: one wait");
+        let key = content::object_key("", &file.sha256);
+        assert_eq!(
+            world.objects.borrow().get(&key).map(Vec::as_slice),
+            Some(BYTES),
+            "{path:?}: the committed file's bytes are stored"
+        );
+    }
+}
+
+/// A deletion that never finishes (its backend is down) ends in a plain 503 after the
+/// bounded waits, naming neither the bytes nor another package.
+#[tokio::test(flavor = "current_thread")]
+async fn a_deletion_that_never_ends_answers_503() {
+    for path in [Path::Staged, Path::Declared] {
+        let (world, target) = world_mid_deletion().await;
+        let waited = Cell::new(std::time::Duration::ZERO);
+        let sleep = async |d: std::time::Duration| waited.set(waited.get() + d);
+        let err = upload_mid_deletion(path, &world, &target, &sleep)
+            .await
+            .expect_err("the bytes are never free");
+        assert_eq!(err.status(), 503, "{path:?}: {err:?}");
+        let text = format!("{err:?}");
+        assert!(!text.contains("same bytes"), "{path:?}: {text}");
+        assert!(
+            waited.get() >= std::time::Duration::from_secs(5),
+            "{path:?}: waited {:?}",
+            waited.get()
+        );
+    }
+}
+
 /// One run: the flow with `fault` at point `at`. `None` when the script never fired (the
 /// flow has fewer points).
 async fn run(path: Path, fault: Fault, at: usize) -> Option<String> {
@@ -370,6 +488,7 @@ async fn run(path: Path, fault: Fault, at: usize) -> Option<String> {
         relative_path: "new.bin".into(),
         media_type: "application/octet-stream".into(),
         expected_sha256: Some(digest()),
+        expected_size: None,
         actor: "ci-bot".into(),
         max_bytes: 1 << 20,
         key_prefix: String::new(),
@@ -385,7 +504,7 @@ async fn run(path: Path, fault: Fault, at: usize) -> Option<String> {
         match path {
             Path::Staged => {
                 let mut body = VecReader(Some(BYTES.to_vec()));
-                let flow = store_file(&meta, &store, &upload, &mut body);
+                let flow = store_file(&meta, &store, &upload, &mut body, &no_sleep);
                 tokio::time::timeout(timeout, flow).await
             }
             Path::Declared => {
@@ -394,7 +513,8 @@ async fn run(path: Path, fault: Fault, at: usize) -> Option<String> {
                     sha256: digest(),
                 };
                 let mut payload = BYTES.to_vec();
-                let flow = store_declared(&meta, &store, &upload, &declared, &mut payload);
+                let flow =
+                    store_declared(&meta, &store, &upload, &declared, &mut payload, &no_sleep);
                 tokio::time::timeout(timeout, flow).await
             }
         }

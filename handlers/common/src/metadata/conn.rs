@@ -163,6 +163,9 @@ pub trait SqlConn {
     async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<u64, SqlError>;
     /// Runs one statement and returns its rows.
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, SqlError>;
+    /// Closes the connection if it is a scarce one, to be reopened by the next statement
+    /// (see `MetadataStore::pause`). Never called inside a transaction.
+    fn close_idle(&self) {}
 }
 
 #[cfg(test)]

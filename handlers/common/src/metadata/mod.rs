@@ -82,6 +82,10 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
         self.rows("SELECT 1", &[]).await.map(|_| ())
     }
 
+    fn pause(&self) {
+        self.conn().close_idle();
+    }
+
     async fn create_package(&self, new: NewPackage) -> MetaResult<Package> {
         self.create_package_impl(new).await
     }

@@ -49,4 +49,11 @@ impl SqlConn for SpinConn {
             SpinConn::Postgres(c) => c.query(sql, params),
         }
     }
+
+    fn close_idle(&self) {
+        // SQLite is a local file: nothing scarce to give back.
+        if let SpinConn::Postgres(c) = self {
+            c.close();
+        }
+    }
 }

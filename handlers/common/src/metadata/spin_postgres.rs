@@ -2,30 +2,55 @@
 //!
 //! The host call is synchronous; the async signature only fits the trait. All integer
 //! columns are BIGINT, so integers travel as `int64`; errors are classified by SQLSTATE.
+//!
+//! Decision: the connection can be closed between statements (`close`) and is reopened by
+//! the next one: a host has few PostgreSQL connections, and an upload must not hold one
+//! while its client sends the body.
+
+use std::cell::RefCell;
 
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError, QueryError};
 
 use super::conn::{SqlError, SqlErrorKind, SqlRow, SqlValue};
 
 pub struct SpinPostgres {
-    conn: Connection,
+    url: String,
+    conn: RefCell<Option<Connection>>,
 }
 
 impl SpinPostgres {
     pub fn open(url: &str) -> Result<SpinPostgres, SqlError> {
-        Connection::open(url)
-            .map(|conn| SpinPostgres { conn })
-            .map_err(to_sql_error)
+        let conn = Connection::open(url).map_err(to_sql_error)?;
+        Ok(SpinPostgres {
+            url: url.to_string(),
+            conn: RefCell::new(Some(conn)),
+        })
+    }
+
+    /// Closes the connection; the next statement opens a new one.
+    pub(crate) fn close(&self) {
+        self.conn.borrow_mut().take();
+    }
+
+    fn with_conn<T>(
+        &self,
+        run: impl FnOnce(&Connection) -> Result<T, PgError>,
+    ) -> Result<T, SqlError> {
+        let mut slot = self.conn.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Connection::open(&self.url).map_err(to_sql_error)?);
+        }
+        run(slot.as_ref().expect("opened above")).map_err(to_sql_error)
     }
 
     pub(crate) fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
         let params: Vec<ParameterValue> = params.iter().map(to_param).collect();
-        self.conn.execute(sql, &params).map_err(to_sql_error)
+        self.with_conn(|c| c.execute(sql, &params))
     }
 
     pub(crate) fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, SqlError> {
         let params: Vec<ParameterValue> = params.iter().map(to_param).collect();
-        let set = self.conn.query(sql, &params).map_err(to_sql_error)?;
+        let set = self.with_conn(|c| c.query(sql, &params))?;
         Ok(set
             .rows
             .into_iter()
