@@ -4,9 +4,10 @@
 use anyhow::{Context, Result, ensure};
 use artifact_store_tests::proxy::Proxy;
 use artifact_store_tests::{
-    Bytes, Config, Metadata, content_key, id, pseudo_random, read_json, s3, s3_env, sha256_hex,
-    start,
+    Bytes, Config, Metadata, TestApp, content_key, id, pseudo_random, read_json, s3, s3_env,
+    sha256_hex, start,
 };
+use std::time::Duration;
 
 fn s3_cfg() -> Config {
     Config::new(Metadata::Sqlite, Bytes::S3)
@@ -130,6 +131,99 @@ async fn presigned_redirect_and_prefix() {
     )
 }
 
+/// The presigned URL `?redirect=1` answers with (302), as the reader.
+async fn presigned_url(app: &TestApp, file_id: &str) -> Result<String> {
+    let r = app
+        .req(
+            reqwest::Method::GET,
+            Some(&app.tokens.reader),
+            &format!("/files/{file_id}/download?redirect=1"),
+        )
+        .send()
+        .await?;
+    ensure!(r.status() == 302, "redirect: {}", r.status());
+    Ok(r.headers()["location"].to_str()?.to_string())
+}
+
+/// A presigned URL stops working once `s3_presign_seconds` have passed: S3 itself refuses
+/// it with 403, so a leaked URL is good for that long only (issue 19, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_url_expires_after_s3_presign_seconds() {
+    check(
+        async {
+            // 3 s, not less: the signature's date has whole seconds, so a URL lives at
+            // least 2 s, time for the first fetch on a busy machine.
+            let app = start!(s3_cfg().var("s3_presign_seconds", "3"));
+            let p = app.tokens.producer.clone();
+            let pid = id(&app.create_package("expiring", "transient").await?);
+            let bytes = pseudo_random(31, 100_000);
+            let (s, f) = app.put_file(&p, &pid, "e.bin", bytes.clone()).await?;
+            ensure!(s == 201, "{f}");
+            let url = presigned_url(&app, &id(&f)).await?;
+            ensure!(url.contains("X-Amz-Expires=3&"), "signed for 3 s: {url}");
+            let fresh = reqwest::get(&url).await?;
+            ensure!(
+                fresh.status() == 200,
+                "a fresh URL works: {}",
+                fresh.status()
+            );
+            ensure!(fresh.bytes().await?[..] == bytes[..]);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let expired = reqwest::get(&url).await?;
+            ensure!(
+                expired.status() == 403,
+                "an expired URL is refused: {}",
+                expired.status()
+            );
+            Ok(())
+        }
+        .await,
+    )
+}
+
+/// Once its package is deleted, a file's redirect answers 410 `gone` and hands out no URL;
+/// a URL handed out before no longer finds the object (S3 answers 404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_of_a_deleted_package_is_gone() {
+    check(
+        async {
+            let app = start!(s3_cfg().var("retention_transient_seconds", "1"));
+            let p = app.tokens.producer.clone();
+            let pid = id(&app.create_package("deleted", "transient").await?);
+            let (s, f) = app
+                .put_file(&p, &pid, "d.bin", pseudo_random(32, 100_000))
+                .await?;
+            ensure!(s == 201, "{f}");
+            let fid = id(&f);
+            let (s, fin) = app.finalize(&p, &pid).await?;
+            ensure!(s == 200, "{fin}");
+            let before = presigned_url(&app, &fid).await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let report = app.sweep().await?;
+            ensure!(report["deleted"] == 1, "{report}");
+
+            let r = app
+                .req(
+                    reqwest::Method::GET,
+                    Some(&app.tokens.reader),
+                    &format!("/files/{fid}/download?redirect=1"),
+                )
+                .send()
+                .await?;
+            ensure!(!r.headers().contains_key("location"), "no URL handed out");
+            artifact_store_tests::assert_problem(&read_json(r).await?, 410, "gone");
+            let old = reqwest::get(&before).await?;
+            ensure!(
+                old.status() == 404,
+                "the object is gone from S3: {}",
+                old.status()
+            );
+            Ok(())
+        }
+        .await,
+    )
+}
+
 /// The SSE header goes out, signed, on writes when `s3_sse` is set (seen on the wire
 /// through a forwarding proxy in front of the real server).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,11 +298,16 @@ async fn multipart_upload_round_trip() {
             let p = app.tokens.producer.clone();
             let pid = id(&app.create_package("multipart", "transient").await?);
             let bytes = pseudo_random(8, 23 * 1024 * 1024 + 5);
-            let (s, f) = app.put_file(&p, &pid, "m.bin", bytes.clone()).await?;
+            // Staged (no declared digest): a raw PUT with one would be a single PutObject.
+            let (s, f) = app
+                .post_file(&p, &pid, "m.bin", bytes.clone(), None)
+                .await?;
             ensure!(s == 201, "{f}\n{}", app.log_tail());
             let (s, got) = app.download(&p, &id(&f)).await?;
             ensure!(s == 200 && sha256_hex(&got) == sha256_hex(&bytes));
             let env = s3_env()?.context("s3")?;
+            let etag = s3::etag(&env, &object_key(&app, &bytes))?;
+            ensure!(etag.ends_with("-5\""), "stored as 5 parts: {etag}");
             let uploads = s3::list_multipart_uploads(&env, app.s3_prefix.as_ref().unwrap())?;
             ensure!(
                 uploads.is_empty(),
@@ -220,8 +319,94 @@ async fn multipart_upload_round_trip() {
     )
 }
 
+/// S3's smallest part, used as threshold and part size so a file is stored in parts.
+const PART: u64 = 5 * 1024 * 1024;
+
+/// Ranges on an object S3 stores in parts (issue 19, item 1): inside one part, across a
+/// part boundary, suffix and open-ended ranges, each compared byte for byte; several
+/// ranges in one header are ignored, as the contract says, and the whole file answers 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_on_a_multipart_object() {
+    check(
+        async {
+            let app = start!(
+                s3_cfg()
+                    .var("s3_multipart_threshold", PART.to_string())
+                    .var("s3_part_size", PART.to_string())
+            );
+            let p = app.tokens.producer.clone();
+            let pid = id(&app.create_package("parts", "transient").await?);
+            // Two whole parts and a short third.
+            let bytes = pseudo_random(30, (2 * PART + 1_000_003) as usize);
+            // The form upload is staged through the multipart path (a raw PUT with a
+            // declared digest would be one PutObject).
+            let (s, f) = app
+                .post_file(&p, &pid, "parts.bin", bytes.clone(), None)
+                .await?;
+            ensure!(s == 201, "{f}\n{}", app.log_tail());
+            let fid = id(&f);
+            let env = s3_env()?.context("s3")?;
+            let etag = s3::etag(&env, &object_key(&app, &bytes))?;
+            ensure!(etag.ends_with("-3\""), "stored as 3 parts: {etag}");
+
+            let n = bytes.len() as u64;
+            let cases = [
+                ("inside part 1", 1000, 2000),
+                ("inside part 2", PART + 100, PART + 199),
+                ("across parts 1|2", PART - 10, PART + 9),
+                ("part 2 and a byte either side", PART - 1, 2 * PART),
+                ("exactly part 2", PART, 2 * PART - 1),
+                ("across parts 2|3 to the end", 2 * PART - 3, n - 1),
+            ];
+            for (what, start, end) in cases {
+                let range = if end == n - 1 {
+                    format!("bytes={start}-")
+                } else {
+                    format!("bytes={start}-{end}")
+                };
+                check_range(&app, &fid, &bytes, &range, start, end)
+                    .await
+                    .context(what)?;
+            }
+            // Suffixes: within the last part, and reaching back across a boundary.
+            check_range(&app, &fid, &bytes, "bytes=-100", n - 100, n - 1).await?;
+            let back = n - (PART - 50);
+            let range = format!("bytes=-{back}");
+            check_range(&app, &fid, &bytes, &range, PART - 50, n - 1).await?;
+
+            let (s, cr, body) = app.download_range(&p, &fid, "bytes=0-1,5-6").await?;
+            ensure!(s == 200 && cr.is_none(), "multi-range: {s} {cr:?}");
+            ensure!(body == bytes, "multi-range serves the whole file");
+            Ok(())
+        }
+        .await,
+    )
+}
+
+/// One range answers 206, `Content-Range: bytes start-end/size` and exactly those bytes.
+async fn check_range(
+    app: &TestApp,
+    file_id: &str,
+    bytes: &[u8],
+    range: &str,
+    start: u64,
+    end: u64,
+) -> Result<()> {
+    let (s, cr, body) = app
+        .download_range(&app.tokens.reader, file_id, range)
+        .await?;
+    ensure!(s == 206, "{range}: {s}");
+    let want = format!("bytes {start}-{end}/{}", bytes.len());
+    ensure!(cr.as_deref() == Some(want.as_str()), "{range}: {cr:?}");
+    ensure!(
+        body[..] == bytes[start as usize..=end as usize],
+        "{range}: the bytes differ"
+    );
+    Ok(())
+}
+
 /// The object key of `bytes` under the app's S3 prefix.
-fn object_key(app: &artifact_store_tests::TestApp, bytes: &[u8]) -> String {
+fn object_key(app: &TestApp, bytes: &[u8]) -> String {
     content_key(app.s3_prefix.as_ref().unwrap(), &sha256_hex(bytes))
 }
 
@@ -371,6 +556,135 @@ async fn a_silent_s3_fails_requests_instead_of_hanging_them() {
                 pkg["file_count"] == 2,
                 "only the answered uploads exist: {pkg}"
             );
+            Ok(())
+        }
+        .await,
+    )
+}
+
+/// A form with `relative_path`, optional `sha256` and `size` parts, then `file` holding
+/// `bytes`: the status and JSON body.
+async fn post_form(
+    app: &TestApp,
+    pid: &str,
+    path: &str,
+    fields: &[(&str, String)],
+    bytes: &[u8],
+) -> Result<(u16, serde_json::Value)> {
+    let boundary = "form-boundary-7d1";
+    let mut body = Vec::new();
+    let mut text = |name: &str, value: &str| {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    text("relative_path", path);
+    for (name, value) in fields {
+        text(name, value);
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = app
+        .req(
+            reqwest::Method::POST,
+            Some(&app.tokens.producer),
+            &format!("/packages/{pid}/files"),
+        )
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await?;
+    read_json(r).await
+}
+
+/// A form that declares its file's `sha256` and `size` before the file goes straight to
+/// S3 as one PutObject that S3 checks, like a raw PUT with a declared digest: no staging
+/// copy (no `x-amz-copy-source` on the wire), while a form declaring the digest alone is
+/// staged and copied. A declared size the file does not have stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_declaring_size_and_digest_goes_straight_to_s3() {
+    check(
+        async {
+            let Some(env) = s3_env()? else { return Ok(()) };
+            let upstream = env.endpoint.trim_start_matches("http://").to_string();
+            let copies = Proxy::start(&upstream, "x-amz-copy-source").await?;
+            let app = start!(s3_cfg().var("s3_endpoint", format!("http://{}", copies.addr)));
+            let pid = id(&app.create_package("form", "transient").await?);
+            let prefix = app.s3_prefix.clone().unwrap();
+            let bytes = pseudo_random(21, 3_000_017);
+            let n = bytes.len();
+            let declare = |sha: &[u8], size: usize| {
+                vec![("sha256", sha256_hex(sha)), ("size", size.to_string())]
+            };
+
+            let (s, f) = post_form(&app, &pid, "a.bin", &declare(&bytes, n), &bytes).await?;
+            ensure!(s == 201, "{f}\n{}", app.log_tail());
+            ensure!(
+                f["size_bytes"] == n as u64 && f["sha256"] == sha256_hex(&bytes),
+                "{f}"
+            );
+            ensure!(copies.hits() == 0, "declared: nothing staged and copied");
+            let keys = s3::list_keys(&env, &prefix)?;
+            ensure!(keys == vec![object_key(&app, &bytes)], "{keys:?}");
+            let (s, got) = app.download(&app.tokens.reader, &id(&f)).await?;
+            ensure!(s == 200 && got == bytes, "download intact");
+
+            // The digest alone: staged, then copied to the content address.
+            let other = pseudo_random(22, 100_000);
+            let digest_only = vec![("sha256", sha256_hex(&other))];
+            let (s, f) = post_form(&app, &pid, "b.bin", &digest_only, &other).await?;
+            ensure!(
+                s == 201 && copies.hits() > 0,
+                "staged: {f} {}",
+                copies.hits()
+            );
+
+            // A size larger than the file: the bytes S3 is sent run into the form's end,
+            // so they do not hash to the digest and S3 stores nothing.
+            let third = pseudo_random(23, 200_000);
+            let (s, v) = post_form(
+                &app,
+                &pid,
+                "c.bin",
+                &declare(&third, third.len() + 10),
+                &third,
+            )
+            .await?;
+            ensure!(s == 422 && v["code"] == "digest_mismatch", "{s} {v}");
+            // A file longer than declared (the digest is of its declared prefix): S3 takes
+            // the prefix, but the form does not end there, so nothing is committed.
+            let (s, v) = post_form(
+                &app,
+                &pid,
+                "d.bin",
+                &declare(&third[..third.len() - 1], third.len() - 1),
+                &third,
+            )
+            .await?;
+            ensure!(s == 400 && v["code"] == "bad_request", "{s} {v}");
+            // Staged (no digest), a wrong size is 422 `size_mismatch`.
+            let size_only = vec![("size", (third.len() + 1).to_string())];
+            let (s, v) = post_form(&app, &pid, "e.bin", &size_only, &third).await?;
+            ensure!(s == 422 && v["code"] == "size_mismatch", "{s} {v}");
+
+            let pkg = app
+                .get_json(&app.tokens.producer, &format!("/packages/{pid}"))
+                .await?
+                .1;
+            ensure!(pkg["file_count"] == 2, "only the two good files: {pkg}");
+            ensure!(app.verify_audit().await?["valid"] == true);
             Ok(())
         }
         .await,

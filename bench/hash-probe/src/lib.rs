@@ -4,16 +4,33 @@
 //! body exactly as the app does (`RequestBody`) and is built with the app's release profile.
 
 use artifact_store_core::ports::ByteStream;
-use artifact_store_handlers::body::{self, Reply, RequestBody};
+use artifact_store_handlers::body::{self, RawBody, Reply, RequestBody};
 use sha2::{Digest, Sha256};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
 #[spin_sdk::http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    let mut reader = RequestBody::new(req);
+    // `/raw`: read the body as `RawBody` (1 MiB reads) instead of spin-sdk's stream (16 KiB).
+    let raw = req.path_with_query().is_some_and(|p| p.starts_with("/raw"));
+    let reply = if raw {
+        match RawBody::new(req) {
+            Ok(mut reader) => hash(&mut reader).await,
+            Err(e) => Reply {
+                status: 500,
+                headers: Vec::new(),
+                body: e.into_bytes(),
+            },
+        }
+    } else {
+        hash(&mut RequestBody::new(req)).await
+    };
+    body::send(out, Ok(reply));
+}
+
+async fn hash(reader: &mut impl ByteStream) -> Reply {
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let reply = loop {
+    loop {
         match reader.next_chunk().await {
             Ok(Some(chunk)) => {
                 size += chunk.len() as u64;
@@ -35,6 +52,5 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                 };
             }
         }
-    };
-    body::send(out, Ok(reply));
+    }
 }

@@ -174,6 +174,20 @@ impl Parser {
         }
     }
 
+    /// A parser inside a part whose bytes were taken elsewhere (`MultipartReader::resume`).
+    fn inside_part(boundary: &str) -> Parser {
+        Parser {
+            buf: Vec::new(),
+            state: State::Body,
+            ..Parser::new(boundary)
+        }
+    }
+
+    /// The raw bytes buffered inside the current part (none of them emitted yet).
+    fn take_part_bytes(&mut self) -> Option<Vec<u8>> {
+        (self.state == State::Body).then(|| std::mem::take(&mut self.buf))
+    }
+
     /// Splits off up to `n` (capped) leading bytes of the buffer.
     fn take(&mut self, n: usize) -> Vec<u8> {
         let n = n.min(MAX_EVENT);
@@ -382,6 +396,81 @@ impl<S: ByteStream> MultipartReader<S> {
     /// The current part's bytes as a `ByteStream` (ends at the part's delimiter).
     pub fn part_stream(&mut self) -> PartStream<'_, S> {
         PartStream { reader: self }
+    }
+
+    /// Hands over the current part's bytes, to be moved elsewhere by a declared length:
+    /// the bytes already read past its headers (none parsed as data yet) and the body
+    /// stream after them. `resume` then checks that the part ends where declared.
+    pub fn into_part_bytes(mut self) -> Result<(Vec<u8>, S), StorageError> {
+        match (self.in_part, self.parser.take_part_bytes()) {
+            (true, Some(held)) => Ok((held, self.body)),
+            _ => Err(malformed("no part to hand over")),
+        }
+    }
+
+    /// The reader over a body whose current part's bytes were taken elsewhere: `body`
+    /// continues right after them.
+    pub fn resume(body: S, boundary: &str) -> MultipartReader<S> {
+        MultipartReader {
+            body,
+            parser: Parser::inside_part(boundary),
+            in_part: true,
+            ended: false,
+        }
+    }
+
+    /// After a part taken by its declared length: the part must end right there (a
+    /// delimiter next), and the form may go on only with parts other than `once` (skipped)
+    /// up to its end.
+    pub async fn finish_after_part(mut self, once: &str) -> Result<(), StorageError> {
+        if self.next_data().await?.is_some() {
+            return Err(malformed(format!(
+                "the `{once}` part is longer than its declared size"
+            )));
+        }
+        while let Some(part) = self.next_part().await? {
+            if part.name == once {
+                return Err(malformed(format!("more than one `{once}` part")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A form's file part whose size and sha256 the form declared before it, to be moved
+/// host-side by that size (`upload::store_declared`); `finish` then reads the rest of the
+/// form and refuses it unless the part ended exactly there.
+pub struct DeclaredPart {
+    /// The body, holding the part's bytes the parser had already read (sent first).
+    pub body: crate::body::RawBody,
+    /// Bytes read past the part's declared end, put back before `finish` reads on.
+    after: Vec<u8>,
+    boundary: String,
+}
+
+impl DeclaredPart {
+    pub fn new(
+        reader: MultipartReader<crate::body::RawBody>,
+        size: u64,
+        boundary: &str,
+    ) -> Result<DeclaredPart, StorageError> {
+        let (mut held, mut body) = reader.into_part_bytes()?;
+        let after = held.split_off(usize::try_from(size).unwrap_or(usize::MAX).min(held.len()));
+        body.hold(held);
+        Ok(DeclaredPart {
+            body,
+            after,
+            boundary: boundary.to_string(),
+        })
+    }
+
+    /// Once the part's bytes are gone: the part ends at its declared size, and the rest of
+    /// the form is well-formed with no second `file`.
+    pub async fn finish(&mut self) -> Result<(), StorageError> {
+        self.body.hold(std::mem::take(&mut self.after));
+        MultipartReader::resume(&mut self.body, &self.boundary)
+            .finish_after_part("file")
+            .await
     }
 }
 

@@ -77,11 +77,49 @@ pub fn exact(
         .map_err(|e| SpliceError::Destination(describe(e)))
 }
 
+/// Writes all of `data` to `dst` (bytes the guest holds, ahead of a splice or as a
+/// response), waiting at most `stall` at a time for `dst` to take more.
+pub fn write_all(dst: &OutputStream, mut data: &[u8], stall: Duration) -> Result<(), SpliceError> {
+    let failed = |e: StreamError| {
+        SpliceError::Destination(match e {
+            StreamError::Closed => "the peer went away".to_string(),
+            StreamError::LastOperationFailed(e) => e.to_debug_string(),
+        })
+    };
+    while !data.is_empty() {
+        let budget = dst.check_write().map_err(failed)?;
+        if budget == 0 {
+            if !ready_within(&dst.subscribe(), stall) {
+                return Err(SpliceError::Destination(format!(
+                    "no bytes taken for {} s",
+                    stall.as_secs()
+                )));
+            }
+            continue;
+        }
+        let n = usize::try_from(budget)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        dst.write(&data[..n]).map_err(failed)?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// A duration in the nanoseconds wasi's clocks and timeouts take (saturating).
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Waits until `pollable` is ready or `limit` passed; whether it became ready.
 pub fn ready_within(pollable: &Pollable, limit: Duration) -> bool {
-    let nanos = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
-    let timer = wasi::clocks::monotonic_clock::subscribe_duration(nanos);
+    let timer = wasi::clocks::monotonic_clock::subscribe_duration(nanos(limit));
     wasi::io::poll::poll(&[pollable, &timer]).contains(&0)
+}
+
+/// Blocks the instance for `d` (a request's instance has nothing else to do meanwhile).
+pub async fn sleep(d: Duration) {
+    wasi::clocks::monotonic_clock::subscribe_duration(nanos(d)).block();
 }
 
 /// Whether `src` has nothing left (a source longer than it should be is refused, not cut).

@@ -16,9 +16,10 @@ use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use super::{Ctx, no_route, serve};
 use crate::auth;
 use crate::body::Reply;
-use crate::multipart::{MultipartReader, boundary_from_content_type};
+use crate::multipart::{DeclaredPart, MultipartReader, boundary_from_content_type};
 use crate::problem::ApiError;
 use crate::request::{Request, percent_decode};
+use crate::splice;
 use crate::storage::{Backend, Backends};
 use crate::upload::{self, Declared, Upload};
 
@@ -113,11 +114,19 @@ async fn upload_raw(req: &mut Request, id: &str) -> Result<Reply, ApiError> {
     let file = match declared {
         Some(declared) => {
             let mut payload = req.raw_body()?;
-            upload::store_declared(&ctx.meta, backend, &upload, &declared, &mut payload).await?
+            upload::store_declared(
+                &ctx.meta,
+                backend,
+                &upload,
+                &declared,
+                &mut payload,
+                &splice::sleep,
+            )
+            .await?
         }
         None => {
             let mut body = req.body()?;
-            upload::store_file(&ctx.meta, backend, &upload, &mut body).await?
+            upload::store_file(&ctx.meta, backend, &upload, &mut body, &splice::sleep).await?
         }
     };
     Ok(created(file))
@@ -140,8 +149,8 @@ async fn upload_multipart(req: &mut Request, id: &str) -> Result<Reply, ApiError
     }
     let backends = Backends::from_config(&ctx.config)?;
     check_package(&ctx, id).await?;
-    let mut parts = MultipartReader::new(req.body()?, &boundary);
-    let (mut relative_path, mut media_type, mut sha256) = (None, None, None);
+    let mut parts = MultipartReader::new(req.raw_body()?, &boundary);
+    let (mut relative_path, mut media_type, mut sha256, mut size) = (None, None, None, None);
     loop {
         let Some(part) = parts.next_part().await? else {
             return Err(ApiError::new(
@@ -154,6 +163,7 @@ async fn upload_multipart(req: &mut Request, id: &str) -> Result<Reply, ApiError
             "relative_path" => relative_path = Some(parts.read_text(MAX_TEXT_PART).await?),
             "media_type" => media_type = Some(parts.read_text(MAX_TEXT_PART).await?),
             "sha256" => sha256 = Some(parts.read_text(MAX_TEXT_PART).await?),
+            "size" => size = Some(parts.read_text(MAX_TEXT_PART).await?),
             _ => {} // unknown parts are skipped by `next_part`
         }
     }
@@ -172,17 +182,53 @@ async fn upload_multipart(req: &mut Request, id: &str) -> Result<Reply, ApiError
         .filter(|s| !s.trim().is_empty())
         .map(validate::sha256_hex)
         .transpose()?;
+    let size = size
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(declared_size)
+        .transpose()?;
+    if size.is_some_and(|n| n > ctx.config.max_file_bytes) {
+        return Err(too_large(ctx.config.max_file_bytes));
+    }
     let backend = backends.default_backend();
-    let upload = new_upload(
-        &ctx,
-        backend,
-        id,
-        relative_path,
-        media_type,
-        expected_sha256,
-    );
-    let mut body = parts.part_stream();
-    let file = upload::store_file(&ctx.meta, backend, &upload, &mut body).await?;
+    // Size and digest declared before the file part, and a backend that checks digests
+    // itself: the part goes straight to its final key, host-side, as a raw `PUT` would.
+    let declared = match (&expected_sha256, size) {
+        (Some(sha256), Some(size)) if backend.takes_declared(size) => Some(Declared {
+            size,
+            sha256: sha256.clone(),
+        }),
+        _ => None,
+    };
+    let upload = Upload {
+        expected_size: size,
+        ..new_upload(
+            &ctx,
+            backend,
+            id,
+            relative_path,
+            media_type,
+            expected_sha256,
+        )
+    };
+    let file = match declared {
+        Some(declared) => {
+            let mut part = DeclaredPart::new(parts, declared.size, &boundary)?;
+            upload::store_declared(
+                &ctx.meta,
+                backend,
+                &upload,
+                &declared,
+                &mut part,
+                &splice::sleep,
+            )
+            .await?
+        }
+        None => {
+            let mut body = parts.part_stream();
+            upload::store_file(&ctx.meta, backend, &upload, &mut body, &splice::sleep).await?
+        }
+    };
     Ok(created(file))
 }
 
@@ -199,10 +245,21 @@ fn new_upload(
         relative_path,
         media_type,
         expected_sha256,
+        expected_size: None,
         actor: ctx.principal.name.clone(),
         max_bytes: ctx.config.max_file_bytes,
         key_prefix: backend.key_prefix().to_string(),
     }
+}
+
+/// The `size` part of a form: decimal bytes.
+fn declared_size(text: &str) -> Result<u64, ApiError> {
+    text.trim().parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            "the `size` part must be the file's size in bytes (a decimal number)",
+        )
+    })
 }
 
 fn created(file: File) -> Reply {

@@ -16,6 +16,7 @@ use artifact_store_core::ports::{
 
 use crate::body::RawBody;
 use crate::config::{BackendKind, Config};
+use crate::multipart::DeclaredPart;
 use crate::problem::{ApiError, log_error};
 use crate::upload::VerifiedPut;
 use kv::KvStore;
@@ -80,6 +81,21 @@ impl VerifiedPut<RawBody> for Backend {
                 "the kv store cannot verify a declared digest".into(),
             )),
         }
+    }
+}
+
+impl VerifiedPut<DeclaredPart> for Backend {
+    /// A form's file part: its declared bytes go up as for a raw body, then the rest of the
+    /// form must show that the part was exactly that long (else nothing is committed).
+    async fn put_verified(
+        &self,
+        key: &str,
+        part: &mut DeclaredPart,
+        size: u64,
+        sha256: &str,
+    ) -> Result<(), StorageError> {
+        self.put_verified(key, &mut part.body, size, sha256).await?;
+        part.finish().await
     }
 }
 

@@ -46,7 +46,9 @@ pub struct S3Config {
     pub key_prefix: String,
     pub storage_class: Option<String>,
     pub sse: Option<Sse>,
-    /// `true`: `endpoint/bucket/key`; `false`: `bucket.host/key` (virtual-hosted).
+    /// `true`: `endpoint/bucket/key`; `false`: `endpoint/key`, where the endpoint is the
+    /// bucket's virtual host (`https://bucket.s3.region.amazonaws.com`): the component
+    /// may reach only the host its manifest grants, `s3_endpoint`.
     pub path_style: bool,
     /// Bodies up to this size go in one PutObject; larger ones use multipart.
     pub multipart_threshold: u64,
@@ -147,6 +149,14 @@ impl S3Config {
         if timeout_seconds == 0 {
             return Err("s3_timeout_seconds must be at least 1".into());
         }
+        if !path_style && !host.starts_with(&format!("{bucket}.")) {
+            // The component may reach only the granted `s3_endpoint`, so the bucket's
+            // virtual host must be the endpoint itself.
+            return Err(format!(
+                "s3_path_style=false needs s3_endpoint to be the bucket's virtual host, \
+                 e.g. https://{bucket}.s3.eu-west-1.amazonaws.com"
+            ));
+        }
         if !path_style && bucket.contains('.') && endpoint.starts_with("https://") {
             // A dotted bucket name breaks the wildcard TLS certificate of virtual hosts.
             return Err("s3_bucket with dots needs s3_path_style=true over https".into());
@@ -227,6 +237,22 @@ mod tests {
         assert_eq!(c.timeout_seconds, 60);
         assert_eq!(c.key_prefix, "");
         assert_eq!(c.sse, None);
+    }
+
+    #[test]
+    fn virtual_hosted_style_needs_the_bucket_host_as_endpoint() {
+        let mut v = BASE.to_vec();
+        v.push(("s3_path_style", "false"));
+        let err = S3Config::from_lookup(lookup(&v)).unwrap_err();
+        assert!(err.contains("virtual host"), "{err}");
+        v[0] = ("s3_endpoint", "https://b.s3.eu-west-1.amazonaws.com");
+        let c = S3Config::from_lookup(lookup(&v)).unwrap().unwrap();
+        assert!(!c.path_style);
+        v[0] = ("s3_endpoint", "https://bb.s3.eu-west-1.amazonaws.com");
+        assert!(
+            S3Config::from_lookup(lookup(&v)).is_err(),
+            "another bucket's host"
+        );
     }
 
     #[test]

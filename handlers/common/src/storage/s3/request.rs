@@ -369,10 +369,8 @@ impl S3Requests {
                 escape(&self.bucket)
             )
         } else {
-            format!(
-                "{}://{}.{}/{path}",
-                self.scheme, self.bucket, self.authority
-            )
+            // Virtual-hosted: the endpoint is the bucket's own host (`S3Config::path_style`).
+            format!("{}://{}/{path}", self.scheme, self.authority)
         };
         with_query(base, query)
     }
@@ -386,7 +384,7 @@ impl S3Requests {
                 escape(&self.bucket)
             )
         } else {
-            format!("{}://{}.{}/", self.scheme, self.bucket, self.authority)
+            format!("{}://{}/", self.scheme, self.authority)
         };
         with_query(base, query)
     }
@@ -543,7 +541,8 @@ mod tests {
         S3Config::from_lookup(|k| {
             Some(
                 match k {
-                    "s3_endpoint" => "http://127.0.0.1:7480",
+                    "s3_endpoint" if path_style => "http://127.0.0.1:7480",
+                    "s3_endpoint" => "http://bkt.s3.example.test:7480",
                     "s3_bucket" => "bkt",
                     "s3_access_key_id" => "AKIDEXAMPLE",
                     "s3_secret_access_key" => "SECRET",
@@ -606,11 +605,17 @@ mod tests {
     }
 
     #[test]
-    fn virtual_host_style_puts_the_bucket_in_the_host() {
-        let r = S3Requests::new(&config(false)).head_object("k").unwrap();
-        assert_eq!(r.uri(), "http://bkt.127.0.0.1:7480/k");
-        let r = S3Requests::new(&config(false)).head_bucket().unwrap();
-        assert_eq!(r.uri(), "http://bkt.127.0.0.1:7480/");
+    fn virtual_host_style_addresses_keys_at_the_bucket_host() {
+        let s = S3Requests::new(&config(false));
+        let r = s.head_object("p/k").unwrap();
+        assert_eq!(r.uri(), "http://bkt.s3.example.test:7480/p/k");
+        let r = s.head_bucket().unwrap();
+        assert_eq!(r.uri(), "http://bkt.s3.example.test:7480/");
+        let url = s.presign_get("p/k", Duration::from_secs(60)).unwrap();
+        assert!(
+            url.starts_with("http://bkt.s3.example.test:7480/p/k?"),
+            "{url}"
+        );
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn outgoing(request: &S3Request) -> Result<OutgoingRequest, String> {
 
 /// Timeouts for one request. A host that cannot honour one keeps its own default.
 fn options(connect: Duration, first_byte: Option<Duration>) -> RequestOptions {
-    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    use crate::splice::nanos;
     let options = RequestOptions::new();
     let _ = options.set_connect_timeout(Some(nanos(connect)));
     if let Some(d) = first_byte {
@@ -209,7 +209,15 @@ impl Transport for SpinHttp {
         let stream = body
             .write()
             .map_err(|()| connection_failed(op, "request body not writable"))?;
-        let moved = splice::exact(payload.stream(), &stream, length, self.timeout);
+        // Bytes a parser already read from the body go first, then the rest host-side.
+        let held = payload.take_held();
+        let moved = match length.checked_sub(held.len() as u64) {
+            Some(rest) => splice::write_all(&stream, &held, self.timeout)
+                .and_then(|()| splice::exact(payload.stream(), &stream, rest, self.timeout)),
+            None => Err(SpliceError::Source(
+                "more bytes held than the payload's length".into(),
+            )),
+        };
         drop(stream);
         match moved {
             Ok(()) => OutgoingBody::finish(body, None)
