@@ -1,17 +1,20 @@
 //! Property tests of the rules whose failure would lose or expose evidence: retention,
 //! relative paths, manifest determinism and the audit chain.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use artifact_store_core::audit::{self, ChainVerifier};
 use artifact_store_core::manifest;
 use artifact_store_core::model::{
-    AuditEvent, AuditEventType, File, Hold, Package, PackageStatus, RetentionClass,
-    StorageLocation, Timestamp,
+    AuditEvent, AuditEventType, File, Hold, Package, PackageStatus, RetentionClass, RetentionEvent,
+    RetentionEventType, StorageLocation, Timestamp,
 };
 use artifact_store_core::ports::AuditDraft;
 use artifact_store_core::retention::{self, RetentionFacts, RetentionRules};
 use artifact_store_core::{content, time, validate};
 use proptest::prelude::*;
 use proptest::sample::select;
+use serde_json::Value;
 
 /// Whole-second timestamps between 1970 and 2100.
 fn ts() -> impl Strategy<Value = Timestamp> {
@@ -222,7 +225,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// Manifest determinism
+// Manifest determinism and order
 // ---------------------------------------------------------------------------------------
 
 fn package(holds: Vec<Hold>) -> Package {
@@ -246,51 +249,292 @@ fn package(holds: Vec<Hold>) -> Package {
     }
 }
 
-fn files() -> impl Strategy<Value = Vec<(File, StorageLocation)>> {
-    proptest::collection::btree_map(valid_path(), (any::<[u8; 32]>(), 0u64..1 << 40), 0..12)
-        .prop_map(|m| {
-            m.into_iter()
+/// Mostly one of three instants a minute apart, so that holds, events and files often share
+/// a timestamp and their order has to fall back to ids; sometimes any instant.
+fn tied_ts() -> impl Strategy<Value = Timestamp> {
+    prop_oneof![
+        4 => (0i64..3).prop_map(|k| time::from_epoch(1_795_000_000 + 60 * k).unwrap()),
+        1 => ts(),
+    ]
+}
+
+/// Active and released holds, in any order. Ids are `h0`, `h1`, ...: up to twelve, so `h10`
+/// sorts before `h2` and the expected order must compare ids as strings, like the manifest.
+/// (Shuffled because ids come out in order, and sorted input would hide a missing sort.)
+fn holds() -> impl Strategy<Value = Vec<Hold>> {
+    let hold = (tied_ts(), proptest::option::of(0i64..86_400));
+    proptest::collection::vec(hold, 0..12)
+        .prop_map(|hs| {
+            hs.into_iter()
                 .enumerate()
-                .map(|(i, (path, (digest, size)))| {
-                    let sha = hex::encode(digest);
-                    (
-                        File {
-                            id: format!("f{i}"),
-                            package_id: "p".into(),
-                            relative_path: path,
-                            media_type: "application/octet-stream".into(),
-                            size_bytes: size,
-                            sha256: sha.clone(),
-                            created_at: time::from_epoch(i as i64).unwrap(),
-                        },
-                        StorageLocation {
-                            backend_id: "kv".into(),
-                            object_key: content::object_key("", &sha),
-                        },
-                    )
+                .map(|(i, (created_at, released_after))| Hold {
+                    id: format!("h{i}"),
+                    package_id: "p".into(),
+                    reason: format!("r{}", i % 2),
+                    created_by: "op".into(),
+                    created_at,
+                    released_at: released_after.map(|s| time::add_secs(created_at, s).unwrap()),
                 })
-                .collect()
+                .collect::<Vec<_>>()
         })
+        .prop_shuffle()
+}
+
+/// Extensions (the only events the manifest keeps) half the time, any other type otherwise.
+fn event_type() -> impl Strategy<Value = RetentionEventType> {
+    prop_oneof![
+        Just(RetentionEventType::Extended),
+        select(vec![
+            RetentionEventType::DefaultRuleApplied,
+            RetentionEventType::HoldApplied,
+            RetentionEventType::HoldReleased,
+            RetentionEventType::DeletionEligible,
+            RetentionEventType::Deleted,
+        ]),
+    ]
+}
+
+/// Retention events in any order, with ids `e0`, `e1`, ... (string order again differs from
+/// numeric).
+fn events() -> impl Strategy<Value = Vec<RetentionEvent>> {
+    let event = (
+        event_type(),
+        tied_ts(),
+        proptest::option::of(ts()),
+        proptest::option::of(ts()),
+    );
+    proptest::collection::vec(event, 0..12)
+        .prop_map(|es| {
+            es.into_iter()
+                .enumerate()
+                .map(
+                    |(i, (event_type, created_at, previous, new))| RetentionEvent {
+                        id: format!("e{i}"),
+                        package_id: "p".into(),
+                        event_type,
+                        reason: "r".into(),
+                        created_by: "op".into(),
+                        created_at,
+                        previous_expires_at: previous,
+                        new_expires_at: new,
+                    },
+                )
+                .collect::<Vec<_>>()
+        })
+        .prop_shuffle()
+}
+
+/// Usually distinct bytes, sometimes bytes shared with other files (one object for both).
+fn digest() -> impl Strategy<Value = String> {
+    prop_oneof![any::<[u8; 32]>(), (0u8..2).prop_map(|b| [b; 32])].prop_map(hex::encode)
+}
+
+/// Two backends and two prefixes: four possible locations for a file's bytes, so a file
+/// drawn with up to four locations often repeats one.
+fn location_choice() -> impl Strategy<Value = (&'static str, &'static str)> {
+    (select(vec!["kv", "s3"]), select(vec!["", "mirror/"]))
+}
+
+/// The rows `MetadataStore::list_files` could return: one per (file, location), repeated
+/// locations included. File ids start with a random tag, so their order is unrelated to path
+/// order and sorting by id (or by `created_at`) instead of by path shows; the index after
+/// the fixed-width tag keeps them unique.
+fn file_rows() -> impl Strategy<Value = Vec<(File, StorageLocation)>> {
+    let body = (
+        any::<u16>(),
+        digest(),
+        0u64..1 << 40,
+        tied_ts(),
+        proptest::collection::vec(location_choice(), 1..5),
+    );
+    proptest::collection::btree_map(valid_path(), body, 0..8)
+        .prop_map(|files| {
+            let mut rows = Vec::new();
+            for (i, (path, (tag, sha, size, created_at, locations))) in
+                files.into_iter().enumerate()
+            {
+                let file = File {
+                    id: format!("f{tag:04x}-{i}"),
+                    package_id: "p".into(),
+                    relative_path: path,
+                    media_type: "application/octet-stream".into(),
+                    size_bytes: size,
+                    sha256: sha,
+                    created_at,
+                };
+                for (backend, prefix) in locations {
+                    let location = StorageLocation {
+                        backend_id: backend.into(),
+                        object_key: content::object_key(prefix, &file.sha256),
+                    };
+                    rows.push((file.clone(), location));
+                }
+            }
+            rows
+        })
+        .prop_shuffle()
+}
+
+/// Everything `manifest::build` reads that comes as a list.
+#[derive(Debug, Clone)]
+struct ManifestInput {
+    holds: Vec<Hold>,
+    rows: Vec<(File, StorageLocation)>,
+    events: Vec<RetentionEvent>,
+}
+
+type Swap = (prop::sample::Index, prop::sample::Index);
+
+impl ManifestInput {
+    fn build(&self) -> manifest::Manifest {
+        manifest::build(&package(self.holds.clone()), &self.rows, &self.events)
+    }
+
+    /// The same input with every list reordered by `swaps`.
+    fn reordered(&self, swaps: &[Swap]) -> ManifestInput {
+        ManifestInput {
+            holds: swapped(&self.holds, swaps),
+            rows: swapped(&self.rows, swaps),
+            events: swapped(&self.events, swaps),
+        }
+    }
+}
+
+/// `v` with the pairs `swaps` picks exchanged. Swaps drawn as indices (rather than a
+/// shuffle flat-mapped on the input) shrink, so a failure comes down to a few rows.
+fn swapped<T: Clone>(v: &[T], swaps: &[Swap]) -> Vec<T> {
+    let mut out = v.to_vec();
+    let n = out.len();
+    if n > 1 {
+        for (i, j) in swaps {
+            out.swap(i.index(n), j.index(n));
+        }
+    }
+    out
+}
+
+fn manifest_input() -> impl Strategy<Value = ManifestInput> {
+    (holds(), file_rows(), events()).prop_map(|(holds, rows, events)| ManifestInput {
+        holds,
+        rows,
+        events,
+    })
+}
+
+// The expectations below restate the rules of `manifest`'s module doc; they do not call it.
+
+/// Every path, in byte order, with the set of its (backend, object key) pairs in order.
+fn expected_files(rows: &[(File, StorageLocation)]) -> Vec<(String, Vec<(String, String)>)> {
+    let mut by_path: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    for (file, loc) in rows {
+        by_path
+            .entry(file.relative_path.clone())
+            .or_default()
+            .insert((loc.backend_id.clone(), loc.object_key.clone()));
+    }
+    by_path
+        .into_iter()
+        .map(|(path, locs)| (path, locs.into_iter().collect()))
+        .collect()
+}
+
+/// All holds, released ones too, by `(created_at, id)`.
+fn expected_holds(holds: &[Hold]) -> Vec<Hold> {
+    let mut out = holds.to_vec();
+    out.sort_by_key(|h| (h.created_at, h.id.clone()));
+    out
+}
+
+/// The `extended` events only, by `(created_at, id)`.
+fn expected_extensions(events: &[RetentionEvent]) -> Vec<RetentionEvent> {
+    let mut out: Vec<RetentionEvent> = events
+        .iter()
+        .filter(|e| e.event_type == RetentionEventType::Extended)
+        .cloned()
+        .collect();
+    out.sort_by_key(|e| (e.created_at, e.id.clone()));
+    out
+}
+
+/// The files of a built manifest in the shape of `expected_files`.
+fn manifest_files(manifest: &Value) -> Vec<(String, Vec<(String, String)>)> {
+    let text = |v: &Value| v.as_str().unwrap().to_string();
+    manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let storage = f["storage"].as_array().unwrap();
+            let locs = storage
+                .iter()
+                .map(|l| (text(&l["backend_id"]), text(&l["object_key"])))
+                .collect();
+            (text(&f["relative_path"]), locs)
+        })
+        .collect()
+}
+
+fn json_of<T: serde::Serialize>(items: &[T]) -> Value {
+    serde_json::to_value(items).unwrap()
+}
+
+/// The ids of a list of holds or events, for failure messages that can be read.
+fn ids(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect()
 }
 
 proptest! {
+    /// Every list `build` reads (holds, file rows with their repeated locations, events) in
+    /// two orders: the same bytes.
     #[test]
     fn manifest_bytes_do_not_depend_on_input_order(
-        (files, shuffled) in files().prop_flat_map(|f| (Just(f.clone()), Just(f).prop_shuffle())),
-        holds in proptest::collection::vec(hold(true), 0..3).prop_flat_map(|h| (Just(h.clone()), Just(h).prop_shuffle())),
+        input in manifest_input(),
+        swaps in proptest::collection::vec(any::<Swap>(), 1..64),
     ) {
-        let holds: Vec<Hold> = holds.0.into_iter().enumerate().map(|(i, mut h)| { h.id = format!("h{i}"); h }).collect();
-        let mut shuffled_holds = holds.clone();
-        shuffled_holds.reverse();
-        let a = manifest::build(&package(holds), &files, &[]);
-        let b = manifest::build(&package(shuffled_holds), &shuffled, &[]);
-        prop_assert_eq!(&a.bytes, &b.bytes);
+        let (a, b) = (input.build(), input.reordered(&swaps).build());
+        // As text, so that a failure shows where the two manifests part.
+        let text = |m: &manifest::Manifest| String::from_utf8(m.bytes.clone()).unwrap();
+        prop_assert_eq!(text(&a), text(&b));
         prop_assert_eq!(&a.sha256, &b.sha256);
         prop_assert!(manifest::verify(&a.value));
-        let paths: Vec<&str> = a.value["files"].as_array().unwrap().iter().map(|f| f["relative_path"].as_str().unwrap()).collect();
-        let mut sorted = paths.clone();
-        sorted.sort();
-        prop_assert_eq!(paths, sorted);
+    }
+
+    /// Rows are grouped into files, listed by path; a file's storage is the set of its
+    /// (backend, key) pairs, in order, however often a row repeats one.
+    #[test]
+    fn manifest_files_are_sorted_by_path_with_each_location_once(input in manifest_input()) {
+        let m = input.build();
+        let got = manifest_files(&m.value);
+        let want = expected_files(&input.rows);
+        let got_paths: Vec<&String> = got.iter().map(|(p, _)| p).collect();
+        let want_paths: Vec<&String> = want.iter().map(|(p, _)| p).collect();
+        prop_assert_eq!(got_paths, want_paths, "files out of path order");
+        for ((path, got_locs), (_, want_locs)) in got.iter().zip(&want) {
+            prop_assert_eq!(got_locs, want_locs, "storage of {:?}: not once each, sorted", path);
+        }
+    }
+
+    /// Both copies of the holds (`retention.holds`, `package.holds`) and the extensions
+    /// follow `(created_at, id)`; the generators make equal timestamps common.
+    #[test]
+    fn manifest_holds_and_extensions_are_ordered_by_time_then_id(input in manifest_input()) {
+        let m = &input.build().value;
+        let holds = expected_holds(&input.holds);
+        let extensions = expected_extensions(&input.events);
+        let hold_ids: Vec<&str> = holds.iter().map(|h| h.id.as_str()).collect();
+        let extension_ids: Vec<&str> = extensions.iter().map(|e| e.id.as_str()).collect();
+        prop_assert_eq!(ids(&m["retention"]["holds"]), hold_ids.clone(), "retention.holds");
+        prop_assert_eq!(ids(&m["package"]["holds"]), hold_ids, "package.holds");
+        prop_assert_eq!(ids(&m["retention"]["extensions"]), extension_ids, "extensions");
+        // Whole values too: each item is served as the API serves it, nothing dropped.
+        let (holds, extensions) = (json_of(&holds), json_of(&extensions));
+        prop_assert_eq!(&m["retention"]["holds"], &holds);
+        prop_assert_eq!(&m["package"]["holds"], &holds);
+        prop_assert_eq!(&m["retention"]["extensions"], &extensions);
     }
 }
 

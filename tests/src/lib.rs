@@ -53,6 +53,8 @@ pub struct Config {
     pub variables: Vec<(String, String)>,
     /// Serve a copy of `spin.toml` whose `[[trigger.cron]]` runs on this schedule.
     pub cron_expression: Option<String>,
+    /// Environment for the harness only (its `HARNESS_*` limits); Spin ignores it.
+    pub harness_env: Vec<(String, String)>,
 }
 
 impl Config {
@@ -63,6 +65,7 @@ impl Config {
             host: Host::Harness,
             variables: Vec::new(),
             cron_expression: None,
+            harness_env: Vec::new(),
         }
     }
 
@@ -75,6 +78,12 @@ impl Config {
 
     pub fn on(mut self, host: Host) -> Config {
         self.host = host;
+        self
+    }
+
+    /// Sets one of the harness's limits (`HARNESS_REQUEST_DEADLINE_SECONDS` ...).
+    pub fn harness_limit(mut self, name: &str, value: impl Into<String>) -> Config {
+        self.harness_env.push((name.to_string(), value.into()));
         self
     }
 
@@ -284,6 +293,7 @@ impl TestApp {
                 let mut cmd = Command::new(bin);
                 // One compile cache for every test app: components compile once per run.
                 cmd.env("HARNESS_CACHE_DIR", target_dir().join("harness-cache"));
+                cmd.envs(self.config.harness_env.iter().map(|(k, v)| (k, v)));
                 cmd
             }
             Host::Spin => Command::new(spin_bin()?.context("no Spin CLI")?),
@@ -669,6 +679,43 @@ impl TestApp {
         // The list is newest first; the chain reads oldest first.
         types.reverse();
         Ok(types)
+    }
+
+    /// A download with a `Range` header: status, `Content-Range` (when sent) and body.
+    pub async fn download_range(
+        &self,
+        token: &str,
+        file_id: &str,
+        range: &str,
+    ) -> Result<(u16, Option<String>, Vec<u8>)> {
+        let r = self
+            .req(
+                reqwest::Method::GET,
+                Some(token),
+                &format!("/files/{file_id}/download"),
+            )
+            .header("range", range)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let content_range = r
+            .headers()
+            .get("content-range")
+            .map(|v| v.to_str().map(str::to_string))
+            .transpose()?;
+        Ok((status, content_range, r.bytes().await?.to_vec()))
+    }
+
+    /// The package's audit events of one type, oldest first (one page: tests make few).
+    pub async fn audit_events(&self, package_id: &str, event_type: &str) -> Result<Vec<Value>> {
+        let path = format!("/audit?package_id={package_id}&event_type={event_type}&limit=1000");
+        let (status, body) = self.get_json(&self.tokens.operator, &path).await?;
+        if status != 200 {
+            bail!("audit list: {status} {body}");
+        }
+        let mut events = body["items"].as_array().context("items")?.clone();
+        events.reverse();
+        Ok(events)
     }
 
     pub async fn verify_audit(&self) -> Result<Value> {

@@ -72,3 +72,13 @@ pub fn put_object(env: &S3Env, key: &str, bytes: &[u8]) -> Result<()> {
     let _ = std::fs::remove_file(&file);
     result.map(|_| ())
 }
+
+/// The `ETag` S3 keeps for `key`, quotes included: `"<md5>-<parts>"` for an object stored
+/// by a multipart upload.
+pub fn etag(env: &S3Env, key: &str) -> Result<String> {
+    let headers = head(env, key)?;
+    match headers.lines().find_map(|l| l.strip_prefix("etag:")) {
+        Some(v) => Ok(v.trim().to_string()),
+        None => bail!("HEAD {key}: no ETag in {headers}"),
+    }
+}

@@ -471,6 +471,7 @@ artifact_store_tests::suite!(
     scenarios;
     sqlite_kv => (Sqlite, Kv, Harness),
     sqlite_s3 => (Sqlite, S3, Harness),
+    postgres_kv => (Postgres, Kv, Harness),
     postgres_s3 => (Postgres, S3, Harness),
     spin_sqlite_kv => (Sqlite, Kv, Spin); [
     expired_packages_are_deleted,

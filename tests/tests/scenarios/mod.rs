@@ -546,6 +546,46 @@ pub async fn authz_matrix(cfg: Config) -> Result<()> {
     Ok(())
 }
 
+/// With every store up (issue 19, item 4), `/backends` lists each configured backend,
+/// `kv` first, with its kind, whether new uploads go there and `ok`; `/health` says `ok`
+/// for the service, the metadata store and each backend.
+pub async fn backends_and_health_when_all_is_up(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let s3 = app.config.bytes == Bytes::S3;
+    let mut want = vec![json!({"id": "kv", "kind": "kv", "default": !s3, "status": "ok"})];
+    if s3 {
+        want.push(json!({"id": "s3", "kind": "s3", "default": true, "status": "ok"}));
+    }
+
+    let (s, list) = app.get_json(&app.tokens.reader, "/backends").await?;
+    ensure!(s == 200, "{s} {list}");
+    let mut listed = list.as_array().context("an array")?.clone();
+    // `detail` is free text for operators: present, and naming the bucket on S3.
+    for b in &mut listed {
+        let detail = b
+            .as_object_mut()
+            .and_then(|o| o.remove("detail"))
+            .context("detail")?;
+        let detail = detail.as_str().context("detail is a string")?;
+        ensure!(!detail.is_empty(), "{b}: empty detail");
+        if b["id"] == "s3" {
+            let env = s3_env()?.context("s3")?;
+            ensure!(detail.contains(&env.bucket), "names the bucket: {detail}");
+            ensure!(!detail.contains(&env.secret_key), "no secret in: {detail}");
+        }
+    }
+    ensure!(listed == want, "backends: {list}");
+
+    let (s, health) = app.get_json(&app.tokens.reader, "/health").await?;
+    let backends: Vec<Value> = want
+        .iter()
+        .map(|b| json!({"id": b["id"], "kind": b["kind"], "status": "ok"}))
+        .collect();
+    let want_health = json!({"status": "ok", "metadata": "ok", "backends": backends});
+    ensure!(s == 200 && health == want_health, "health: {s} {health}");
+    Ok(())
+}
+
 pub async fn range_requests(cfg: Config) -> Result<()> {
     let app = start!(cfg);
     let p = app.tokens.producer.clone();
@@ -588,6 +628,67 @@ pub async fn range_requests(cfg: Config) -> Result<()> {
         ensure!(r.status() == 416, "{range}: {}", r.status());
         ensure!(r.headers()["content-range"] == format!("bytes */{n}").as_str());
     }
+    // Several ranges are not served (no multipart/byteranges): the contract ignores the
+    // header ("Other forms are ignored (200)"), so the whole file comes back.
+    let (s, cr, body) = app.download_range(&p, &fid, "bytes=0-1,5-6").await?;
+    ensure!(s == 200, "multi-range answers 200: {s}");
+    ensure!(cr.is_none(), "no Content-Range on a 200: {cr:?}");
+    ensure!(body == bytes, "multi-range serves the whole file");
+    Ok(())
+}
+
+/// `?redirect=1` answers by the file's backend (issue 19, item 2): S3 gives a 302 to a
+/// presigned URL; kv has no URL to give, so the file streams with 200 as without the
+/// parameter. The retrieval is recorded with the redirect given. Other values are 422.
+pub async fn redirect_follows_the_backend(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("redirected", "transient").await?);
+    let bytes = pseudo_random(12, 200_000);
+    let (s, f) = app.put_file(&p, &pid, "r.bin", bytes.clone()).await?;
+    ensure!(s == 201, "{f}");
+    let fid = id(&f);
+    let r = app
+        .req(
+            Method::GET,
+            Some(&app.tokens.reader),
+            &format!("/files/{fid}/download?redirect=1"),
+        )
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let location = r.headers().get("location").cloned();
+    let body = r.bytes().await?;
+    let redirected = match app.config.bytes {
+        Bytes::Kv => {
+            ensure!(status == 200, "kv streams instead: {status}");
+            ensure!(location.is_none(), "no Location on kv: {location:?}");
+            ensure!(body[..] == bytes[..], "the whole file");
+            false
+        }
+        Bytes::S3 => {
+            ensure!(status == 302, "S3 redirects: {status}");
+            let url = location.context("Location")?.to_str()?.to_string();
+            ensure!(url.contains("X-Amz-Signature="), "presigned: {url}");
+            ensure!(body.is_empty(), "a redirect carries no bytes");
+            true
+        }
+    };
+    let got = app
+        .get_json(
+            &app.tokens.reader,
+            &format!("/files/{fid}/download?redirect=yes"),
+        )
+        .await?;
+    assert_problem(&got, 422, "invalid_query");
+    // One retrieval (the refused one records nothing), with the redirect it was given.
+    let events = app.audit_events(&pid, "retrieval_requested").await?;
+    ensure!(events.len() == 1, "one retrieval: {events:?}");
+    ensure!(
+        events[0]["details"]["redirect"] == redirected,
+        "recorded redirect {redirected}: {}",
+        events[0]
+    );
     Ok(())
 }
 
@@ -845,6 +946,123 @@ async fn run_sql(app: &TestApp, sql: &str) -> Result<u64> {
     })
 }
 
+/// Makes every append to the audit log fail, behind the app's back, as a full disk or a
+/// broken table would: a trigger that refuses inserts into `audit_events`.
+async fn refuse_audit_appends(app: &TestApp) -> Result<()> {
+    const REFUSED: &str = "audit log refused by the test";
+    match app.config.metadata {
+        Metadata::Sqlite => {
+            let sql = format!(
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events \
+                 BEGIN SELECT RAISE(ABORT, '{REFUSED}'); END"
+            );
+            run_sql(app, &sql).await?;
+        }
+        Metadata::Postgres => {
+            let function = format!(
+                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql \
+                 AS $$ BEGIN RAISE EXCEPTION '{REFUSED}'; END $$"
+            );
+            run_sql(app, &function).await?;
+            run_sql(
+                app,
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Undoes `refuse_audit_appends`.
+async fn allow_audit_appends(app: &TestApp) -> Result<()> {
+    let sql = match app.config.metadata {
+        Metadata::Sqlite => "DROP TRIGGER refuse_audit",
+        Metadata::Postgres => "DROP TRIGGER refuse_audit ON audit_events",
+    };
+    run_sql(app, sql).await?;
+    Ok(())
+}
+
+/// A GET as the reader: status, whether a Location came, content type, body.
+async fn get_raw(app: &TestApp, path: &str) -> Result<(u16, bool, String, Vec<u8>)> {
+    let r = app
+        .req(Method::GET, Some(&app.tokens.reader), path)
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let location = r.headers().contains_key("location");
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    Ok((status, location, content_type, r.bytes().await?.to_vec()))
+}
+
+/// No audit record, no action (issue 19, item 7): when the audit event cannot be
+/// appended, a download (plain or `?redirect=1`) answers 503 and sends none of the file's
+/// bytes, and an upload (either form) answers 503 and commits no file.
+pub async fn audit_write_failure_serves_and_commits_nothing(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let p = app.tokens.producer.clone();
+    let pid = id(&app.create_package("unaudited", "transient").await?);
+    let bytes = pseudo_random(13, 300_000);
+    let (s, f) = app.put_file(&p, &pid, "kept.bin", bytes.clone()).await?;
+    ensure!(s == 201, "{f}");
+    let fid = id(&f);
+    refuse_audit_appends(&app).await?;
+
+    for path in [
+        format!("/files/{fid}/download"),
+        format!("/files/{fid}/download?redirect=1"),
+    ] {
+        let (status, location, content_type, body) = get_raw(&app, &path).await?;
+        let problem = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        assert_problem(&(status, problem), 503, "backend_unavailable");
+        ensure!(
+            content_type == "application/problem+json",
+            "{path}: {content_type}"
+        );
+        ensure!(!location, "{path}: no redirect without its record");
+        ensure!(
+            !body.windows(32).any(|w| w == &bytes[..32]),
+            "{path}: none of the file's bytes sent"
+        );
+    }
+
+    let later = pseudo_random(14, 200_000);
+    let got = app.put_file(&p, &pid, "put.bin", later.clone()).await?;
+    assert_problem(&got, 503, "backend_unavailable");
+    let got = app
+        .post_file(&p, &pid, "form.bin", later.clone(), None)
+        .await?;
+    assert_problem(&got, 503, "backend_unavailable");
+    let pkg = app.get_json(&p, &format!("/packages/{pid}")).await?.1;
+    ensure!(
+        pkg["file_count"] == 1 && pkg["total_bytes"] == bytes.len() as u64,
+        "only the file from before: {pkg}"
+    );
+
+    allow_audit_appends(&app).await?;
+    // Nothing was half-committed: the same paths take the same bytes now (no 409).
+    let (s, f) = app.put_file(&p, &pid, "put.bin", later.clone()).await?;
+    ensure!(s == 201, "put after: {s} {f}\n{}", app.log_tail());
+    let (s, f) = app
+        .post_file(&p, &pid, "form.bin", later.clone(), None)
+        .await?;
+    ensure!(s == 201, "form after: {s} {f}\n{}", app.log_tail());
+    let types = app.audit_types(&pid).await?;
+    let count = |t: &str| types.iter().filter(|x| *x == t).count();
+    ensure!(
+        count("file_uploaded") == 3 && count("retrieval_requested") == 0,
+        "{types:?}"
+    );
+    ensure!(app.verify_audit().await?["valid"] == true);
+    Ok(())
+}
+
 /// A client that drops the connection mid-upload leaves nothing committed.
 pub async fn dropped_upload_commits_nothing(cfg: Config) -> Result<()> {
     use tokio::io::AsyncWriteExt;
@@ -988,6 +1206,124 @@ pub async fn search_and_pagination(cfg: Config) -> Result<()> {
     Ok(())
 }
 
+/// A `guide-board` package whose `created_at` is moved to `at` behind the app's back
+/// (the API stamps the present; ties and older rows have to be made). Returns its id.
+async fn package_created_at(
+    app: &TestApp,
+    name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<String> {
+    let pid = id(&app.create_package(name, "transient").await?);
+    let sql = format!(
+        "UPDATE artifact_packages SET created_at = '{}', created_epoch = {} WHERE id = '{pid}'",
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        at.timestamp()
+    );
+    ensure!(run_sql(app, &sql).await? == 1, "{sql}");
+    Ok(pid)
+}
+
+/// One page of `guide-board` package ids, and the next cursor.
+async fn package_page(
+    app: &TestApp,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<(Vec<String>, Option<String>)> {
+    let mut path = format!("/packages?producer={PRODUCER}&limit={limit}");
+    if let Some(c) = cursor {
+        path.push_str(&format!("&cursor={c}"));
+    }
+    let (s, v) = app.get_json(&app.tokens.operator, &path).await?;
+    ensure!(s == 200, "{path}: {s} {v}");
+    let ids = v["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .map(id)
+        .collect();
+    Ok((ids, v["next_cursor"].as_str().map(str::to_string)))
+}
+
+/// Keyset pages stay exact where timestamps tie (issue 19, item 5): packages sharing one
+/// `created_at` second are split across pages by id, older ones follow, and packages
+/// written mid-listing move nothing already listed: each row is listed once, none is
+/// skipped, and a late row shows up exactly when it sorts after the cursor.
+pub async fn pagination_is_stable_across_equal_and_older_timestamps(cfg: Config) -> Result<()> {
+    use chrono::{Duration, SubsecRound, Utc};
+    let app = start!(cfg);
+    let tie = Utc::now().trunc_subsecs(0) - Duration::days(1);
+    let older = tie - Duration::seconds(60);
+    // (created_at, id): the list's order is this, descending.
+    let mut rows = Vec::new();
+    for i in 0..7 {
+        rows.push((
+            tie,
+            package_created_at(&app, &format!("tie-{i}"), tie).await?,
+        ));
+    }
+    for i in 0..3 {
+        rows.push((
+            older,
+            package_created_at(&app, &format!("old-{i}"), older).await?,
+        ));
+    }
+    let in_order = |rows: &[(chrono::DateTime<Utc>, String)]| -> Vec<String> {
+        let mut sorted = rows.to_vec();
+        sorted.sort_by(|a, b| b.cmp(a));
+        sorted.into_iter().map(|(_, pid)| pid).collect()
+    };
+    let (all, next) = package_page(&app, 1000, None).await?;
+    ensure!(
+        next.is_none() && all == in_order(&rows),
+        "one page: {all:?}"
+    );
+
+    // Pages of 3: the first two boundaries fall inside the tied second.
+    let (first, cursor) = package_page(&app, 3, None).await?;
+    ensure!(first == all[..3], "first page: {first:?}");
+    let cursor_key = rows
+        .iter()
+        .find(|(_, pid)| *pid == first[2])
+        .context("the first page's last row")?
+        .clone();
+    // Written mid-listing: one in the tied second (a newer id), one older than all.
+    let late_tie = (tie, package_created_at(&app, "late-tie", tie).await?);
+    let late_old = older - Duration::hours(1);
+    let late_old = (
+        late_old,
+        package_created_at(&app, "late-old", late_old).await?,
+    );
+    rows.push(late_tie.clone());
+    rows.push(late_old.clone());
+
+    let mut seen = first;
+    let mut cursor = cursor;
+    while let Some(c) = cursor {
+        let (ids, next) = package_page(&app, 3, Some(&c)).await?;
+        seen.extend(ids);
+        cursor = next;
+    }
+    // After the first page, exactly the rows that sort after its last one, in order.
+    let mut want = all[..3].to_vec();
+    let after: Vec<_> = rows.iter().filter(|r| **r < cursor_key).cloned().collect();
+    want.extend(in_order(&after));
+    ensure!(seen == want, "pages: {seen:?}\nwant: {want:?}");
+    ensure!(
+        !seen.contains(&late_tie.1),
+        "a newer id in the tied second sorts before the cursor: not listed"
+    );
+    ensure!(
+        seen.iter().filter(|pid| **pid == late_old.1).count() == 1,
+        "the late older row is listed once"
+    );
+    let (all, _) = package_page(&app, 1000, None).await?;
+    ensure!(
+        all == in_order(&rows),
+        "every row, late ones included: {all:?}"
+    );
+    Ok(())
+}
+
 pub async fn retention_extensions_and_holds(cfg: Config) -> Result<()> {
     let app = start!(cfg);
     let t = &app.tokens;
@@ -1094,6 +1430,99 @@ pub async fn retention_extensions_and_holds(cfg: Config) -> Result<()> {
     for want in ["retention_extended", "hold_applied", "hold_released"] {
         ensure!(audit.iter().any(|t| t == want), "{want} in {audit:?}");
     }
+    Ok(())
+}
+
+/// Extends a package's retention as the operator; the `extended` retention event.
+async fn extend(app: &TestApp, pid: &str, new_expires_at: &str, reason: &str) -> Result<Value> {
+    let (s, ev) = app
+        .post_json(
+            &app.tokens.operator,
+            &format!("/packages/{pid}/retention/extensions"),
+            &json!({"new_expires_at": new_expires_at, "reason": reason}),
+        )
+        .await?;
+    ensure!(s == 201, "extension: {s} {ev}");
+    Ok(ev)
+}
+
+/// `at` plus `days`, in the contract's timestamp form.
+fn days_after(at: &str, days: i64) -> Result<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(at)? + chrono::Duration::days(days);
+    Ok(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// Extensions are recorded exactly (issue 19, item 3): each `retention_extended` audit
+/// event carries the previous and new expiry and the reason byte for byte as sent, and the
+/// manifest lists the extensions, oldest first, with the package's new `expires_at`.
+pub async fn extensions_are_audited_and_in_the_manifest(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let p = app.tokens.producer.clone();
+    let pkg = app.create_package("extended", "raw-evidence").await?;
+    let pid = id(&pkg);
+    let (s, f) = app.put_file(&p, &pid, "run.json", b"{}".to_vec()).await?;
+    ensure!(s == 201, "{f}");
+    let (s, fin) = app.finalize(&p, &pid).await?;
+    ensure!(s == 200, "{fin}");
+
+    let original = pkg["expires_at"]
+        .as_str()
+        .context("expires_at")?
+        .to_string();
+    // Reasons with what a careless store would change: spaces at the ends, a newline, a
+    // tab, non-ASCII, quotes.
+    let steps = [
+        (
+            days_after(&original, 30)?,
+            "legal review: case #42\n\tsee \"ticket\" ünïcödé ✓",
+        ),
+        (days_after(&original, 45)?, "  incident 7, kept longer  "),
+    ];
+    let mut extensions = Vec::new();
+    for (new_expires_at, reason) in &steps {
+        let ev = extend(&app, &pid, new_expires_at, reason).await?;
+        ensure!(ev["reason"] == *reason, "the event's reason: {ev}");
+        extensions.push(ev);
+    }
+
+    let audited = app.audit_events(&pid, "retention_extended").await?;
+    ensure!(
+        audited.len() == steps.len(),
+        "one audit event each: {audited:?}"
+    );
+    // Each extension starts from the expiry the one before it left.
+    let previous = std::iter::once(original).chain(steps.iter().map(|(at, _)| at.clone()));
+    for ((ev, (new_expires_at, reason)), previous) in extensions.iter().zip(&steps).zip(previous) {
+        let audit = audited
+            .iter()
+            .find(|a| a["details"]["retention_event_id"] == ev["id"])
+            .with_context(|| format!("audit event of {ev}"))?;
+        let want = json!({
+            "retention_event_id": ev["id"],
+            "previous_expires_at": previous,
+            "new_expires_at": new_expires_at,
+            "reason": reason,
+        });
+        ensure!(audit["details"] == want, "details: {audit}\nwant: {want}");
+        ensure!(audit["actor"] == "ops-team", "{audit}");
+    }
+
+    let (s, m) = app
+        .get_json(&app.tokens.reader, &format!("/packages/{pid}/manifest"))
+        .await?;
+    ensure!(s == 200, "manifest: {s} {m}");
+    let newest = steps.last().map(|(at, _)| at.as_str());
+    ensure!(
+        m["retention"]["expires_at"].as_str() == newest
+            && m["package"]["expires_at"].as_str() == newest,
+        "the manifest's expiry is the last extension's: {m}"
+    );
+    ensure!(
+        m["retention"]["extensions"] == json!(extensions),
+        "the manifest's extensions: {}\nwant: {}",
+        m["retention"]["extensions"],
+        json!(extensions)
+    );
     Ok(())
 }
 
