@@ -48,8 +48,20 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
     type Op<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
     let mut uploads: Vec<Op<(String, Option<String>)>> = Vec::new();
     let mut sent: HashMap<String, Vec<u8>> = HashMap::new();
+    // The held packages get the shared bytes before the race, so live files always share
+    // bytes with the packages the sweeps delete (whoever wins the races below).
+    let mut early: Vec<(String, Option<String>)> = Vec::new();
+    for (i, pid) in pids.iter().enumerate().filter(|(i, _)| i % 4 == 0) {
+        let bytes = pseudo_random(1, 50_000);
+        let file = format!("{pid}/f0.bin");
+        sent.insert(file.clone(), bytes.clone());
+        early.push((file, app_put(apps[i % 2], &p, pid, "f0.bin", bytes).await?));
+    }
     for (i, pid) in pids.iter().enumerate() {
         for k in 0..2 {
+            if k == 0 && i % 4 == 0 {
+                continue; // uploaded above
+            }
             let app = apps[(i + k) % 2];
             let p = p.clone();
             // The first file of every transient package has the same bytes: half of those
@@ -98,7 +110,7 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
     }
     // `pid/path` -> (file id, bytes) of every upload that answered 201.
     let mut committed: HashMap<String, (String, Vec<u8>)> = HashMap::new();
-    for r in uploads {
+    for r in uploads.into_iter().chain(early.into_iter().map(Ok)) {
         if let (file, Some(file_id)) = r? {
             let bytes = sent[&file].clone();
             committed.insert(file, (file_id, bytes));
