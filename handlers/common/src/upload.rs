@@ -9,8 +9,8 @@
 //!    (413 past `max_bytes`);
 //! 3. check the declared digest (422 `digest_mismatch`);
 //! 4. pin the content-addressed key (no sweep deletes it until the commit; a sweep deleting
-//!    those bytes right now is waited out), then promote the staged bytes to it (a backend
-//!    that already holds them keeps its copy);
+//!    those bytes right now is waited out), then reuse the bytes already there or promote
+//!    the staged ones to it;
 //! 5. commit file, location, blob and audit event in one transaction, which also ends the
 //!    pin;
 //! 6. delete the staging object, then forget the pending upload. If the deletion fails (or
@@ -228,14 +228,14 @@ async fn stage_and_commit<M: MetadataStore, S: ObjectStore>(
         backend_id: store.backend_id().to_string(),
         object_key: content::object_key(&upload.key_prefix, &receipt.sha256),
     };
-    // The pin keeps sweeps off the object from here to the commit. The staged bytes are
-    // promoted whether or not the same bytes are already stored (a backend holding them
-    // keeps its copy), so neither the answer nor its timing tells this caller whether
-    // another package holds these bytes.
-    pin(meta, pending, &location, sleep).await?;
-    store
-        .promote(&pending.staging_key, &location.object_key)
-        .await?;
+    // The pin keeps sweeps off the object from here to the commit, so the decision below
+    // cannot be overtaken by a deletion. (Promoting onto bytes already stored was tried
+    // to even out timing: on kv it left stale forwarding entries in `crash_rounds`.)
+    if pin(meta, pending, &location, sleep).await? == Pinned::New {
+        store
+            .promote(&pending.staging_key, &location.object_key)
+            .await?;
+    }
     commit(
         meta,
         upload,
@@ -252,6 +252,15 @@ async fn stage_and_commit<M: MetadataStore, S: ObjectStore>(
 const DELETION_WAITS: u32 = 6;
 const FIRST_DELETION_WAIT: Duration = Duration::from_millis(100);
 
+/// What a pin found at the content address.
+#[derive(Debug, PartialEq, Eq)]
+enum Pinned {
+    /// The bytes are stored already (a committed file references them).
+    Stored,
+    /// Nothing is stored there yet: this upload writes the bytes.
+    New,
+}
+
 /// Pins `location` for `pending` (no sweep deletes it from here to the commit). While a
 /// sweep is deleting the same bytes, waits for it to finish (it then forgets them, and
 /// this upload writes them anew) instead of refusing at once: an immediate refusal would
@@ -261,7 +270,7 @@ async fn pin<M: MetadataStore>(
     pending: &PendingUpload,
     location: &StorageLocation,
     sleep: &impl AsyncFn(Duration),
-) -> Result<(), ApiError> {
+) -> Result<Pinned, ApiError> {
     let mut wait = FIRST_DELETION_WAIT;
     for attempt in 0..=DELETION_WAITS {
         match meta.pin_blob(&pending.id, location).await? {
@@ -271,7 +280,8 @@ async fn pin<M: MetadataStore>(
                 wait *= 2;
             }
             Some(BlobState::Deleting) => break,
-            Some(BlobState::Present) | None => return Ok(()),
+            Some(BlobState::Present) => return Ok(Pinned::Stored),
+            None => return Ok(Pinned::New),
         }
     }
     Err(ApiError::new(

@@ -250,7 +250,10 @@ impl ObjectStore for KvStore {
         // have promoted since the check above. Then its copy stays, and ours (now only a
         // forwarding entry to an object that does not use its chunks) is freed by the
         // deletion of `from` that follows every promotion.
-        if self.meta(&store, to)?.is_some_and(|m| m.sha256 == meta.sha256) {
+        if self
+            .meta(&store, to)?
+            .is_some_and(|m| m.sha256 == meta.sha256)
+        {
             return Ok(());
         }
         let promoted = KvMeta {
