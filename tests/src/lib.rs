@@ -545,20 +545,34 @@ impl TestApp {
         bytes: Vec<u8>,
         sha256: Option<&str>,
     ) -> Result<(u16, Value)> {
+        let mut fields = vec![
+            ("relative_path", path.to_string()),
+            ("media_type", media_type_for(path).to_string()),
+        ];
+        if let Some(d) = sha256 {
+            fields.push(("sha256", d.to_string()));
+        }
+        self.post_form(token, id, &fields, &bytes).await
+    }
+
+    /// `POST /packages/{id}/files` with the text parts `fields`, in order, then the `file`
+    /// part holding `bytes`.
+    pub async fn post_form(
+        &self,
+        token: &str,
+        id: &str,
+        fields: &[(&str, String)],
+        bytes: &[u8],
+    ) -> Result<(u16, Value)> {
         let boundary = format!("b{}", uuid::Uuid::now_v7().simple());
         let mut body = Vec::with_capacity(bytes.len() + 512);
-        let mut text = |name: &str, value: &str| {
+        for (name, value) in fields {
             body.extend_from_slice(
                 format!(
                     "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
                 )
                 .as_bytes(),
             );
-        };
-        text("relative_path", path);
-        text("media_type", media_type_for(path));
-        if let Some(d) = sha256 {
-            text("sha256", d);
         }
         body.extend_from_slice(
             format!(
@@ -566,7 +580,7 @@ impl TestApp {
             )
             .as_bytes(),
         );
-        body.extend_from_slice(&bytes);
+        body.extend_from_slice(bytes);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let r = self
             .req(

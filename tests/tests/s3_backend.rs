@@ -562,8 +562,7 @@ async fn a_silent_s3_fails_requests_instead_of_hanging_them() {
     )
 }
 
-/// A form with `relative_path`, optional `sha256` and `size` parts, then `file` holding
-/// `bytes`: the status and JSON body.
+/// A form with `relative_path`, then `fields`, then `file` holding `bytes`.
 async fn post_form(
     app: &TestApp,
     pid: &str,
@@ -571,42 +570,9 @@ async fn post_form(
     fields: &[(&str, String)],
     bytes: &[u8],
 ) -> Result<(u16, serde_json::Value)> {
-    let boundary = "form-boundary-7d1";
-    let mut body = Vec::new();
-    let mut text = |name: &str, value: &str| {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            )
-            .as_bytes(),
-        )
-    };
-    text("relative_path", path);
-    for (name, value) in fields {
-        text(name, value);
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let r = app
-        .req(
-            reqwest::Method::POST,
-            Some(&app.tokens.producer),
-            &format!("/packages/{pid}/files"),
-        )
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(body)
-        .send()
-        .await?;
-    read_json(r).await
+    let mut all = vec![("relative_path", path.to_string())];
+    all.extend(fields.iter().cloned());
+    app.post_form(&app.tokens.producer, pid, &all, bytes).await
 }
 
 /// A form that declares its file's `sha256` and `size` before the file goes straight to

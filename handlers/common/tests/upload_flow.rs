@@ -349,24 +349,29 @@ enum Path {
     Declared,
 }
 
+/// An empty store and database whose script puts `fault` at point `at`.
+async fn new_world(fault: Fault, at: usize) -> Rc<World> {
+    Rc::new(World {
+        db: fresh().await,
+        objects: RefCell::new(BTreeMap::new()),
+        script: Script {
+            fault,
+            at,
+            seen: Cell::new(0),
+            fired: Cell::new(false),
+            in_tx: Cell::new(false),
+            sweeping: Cell::new(false),
+        },
+    })
+}
+
 /// The flows' timer, in runs where no sweep is left half done.
 async fn no_sleep(_: std::time::Duration) {}
 
 /// A world with the seed's package, whose blob a sweep is deleting right now (the state
 /// between its claim and its `forget_blob`); no scripted fault fires.
 async fn world_mid_deletion() -> (Rc<World>, String) {
-    let world = Rc::new(World {
-        db: fresh().await,
-        objects: RefCell::new(BTreeMap::new()),
-        script: Script {
-            fault: Fault::Fail,
-            at: usize::MAX,
-            seen: Cell::new(0),
-            fired: Cell::new(false),
-            in_tx: Cell::new(false),
-            sweeping: Cell::new(false),
-        },
-    });
+    let world = new_world(Fault::Fail, usize::MAX).await;
     let target = seed(&world).await;
     let s = world.db.connect().await;
     s.conn()
@@ -470,18 +475,7 @@ async fn a_deletion_that_never_ends_answers_503() {
 /// One run: the flow with `fault` at point `at`. `None` when the script never fired (the
 /// flow has fewer points).
 async fn run(path: Path, fault: Fault, at: usize) -> Option<String> {
-    let world = Rc::new(World {
-        db: fresh().await,
-        objects: RefCell::new(BTreeMap::new()),
-        script: Script {
-            fault,
-            at,
-            seen: Cell::new(0),
-            fired: Cell::new(false),
-            in_tx: Cell::new(false),
-            sweeping: Cell::new(false),
-        },
-    });
+    let world = new_world(fault, at).await;
     let target = seed(&world).await;
     let upload = Upload {
         package_id: target.clone(),

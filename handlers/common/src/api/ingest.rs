@@ -96,13 +96,7 @@ async fn upload_raw(req: &mut Request, id: &str) -> Result<Reply, ApiError> {
     let backend = backends.default_backend();
     // Size and digest declared up front, and a backend that checks digests itself: the
     // body goes straight to its final key, host-side (see `upload::store_declared`).
-    let declared = match (&expected_sha256, req.content_length()) {
-        (Some(sha256), Some(size)) if backend.takes_declared(size) => Some(Declared {
-            size,
-            sha256: sha256.clone(),
-        }),
-        _ => None,
-    };
+    let declared = declared(backend, &expected_sha256, req.content_length());
     let upload = new_upload(
         &ctx,
         backend,
@@ -193,13 +187,7 @@ async fn upload_multipart(req: &mut Request, id: &str) -> Result<Reply, ApiError
     let backend = backends.default_backend();
     // Size and digest declared before the file part, and a backend that checks digests
     // itself: the part goes straight to its final key, host-side, as a raw `PUT` would.
-    let declared = match (&expected_sha256, size) {
-        (Some(sha256), Some(size)) if backend.takes_declared(size) => Some(Declared {
-            size,
-            sha256: sha256.clone(),
-        }),
-        _ => None,
-    };
+    let declared = declared(backend, &expected_sha256, size);
     let upload = Upload {
         expected_size: size,
         ..new_upload(
@@ -249,6 +237,18 @@ fn new_upload(
         actor: ctx.principal.name.clone(),
         max_bytes: ctx.config.max_file_bytes,
         key_prefix: backend.key_prefix().to_string(),
+    }
+}
+
+/// Size and digest both declared, on a backend that checks digests itself: the body can
+/// go straight to its final key (`upload::store_declared`).
+fn declared(backend: &Backend, sha256: &Option<String>, size: Option<u64>) -> Option<Declared> {
+    match (sha256, size) {
+        (Some(sha256), Some(size)) if backend.takes_declared(size) => Some(Declared {
+            size,
+            sha256: sha256.clone(),
+        }),
+        _ => None,
     }
 }
 
