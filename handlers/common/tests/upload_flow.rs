@@ -365,6 +365,20 @@ async fn new_world(fault: Fault, at: usize) -> Rc<World> {
     })
 }
 
+/// The upload of `BYTES`, digest declared, into package `target`.
+fn upload_of_bytes(target: &str) -> Upload {
+    Upload {
+        package_id: target.to_string(),
+        relative_path: "new.bin".into(),
+        media_type: "application/octet-stream".into(),
+        expected_sha256: Some(digest()),
+        expected_size: None,
+        actor: "ci-bot".into(),
+        max_bytes: 1 << 20,
+        key_prefix: String::new(),
+    }
+}
+
 /// The flows' timer, in runs where no sweep is left half done.
 async fn no_sleep(_: std::time::Duration) {}
 
@@ -397,16 +411,7 @@ async fn upload_mid_deletion(
     target: &str,
     sleep: &impl AsyncFn(std::time::Duration),
 ) -> Result<File, artifact_store_handlers::problem::ApiError> {
-    let upload = Upload {
-        package_id: target.to_string(),
-        relative_path: "new.bin".into(),
-        media_type: "application/octet-stream".into(),
-        expected_sha256: Some(digest()),
-        expected_size: None,
-        actor: "ci-bot".into(),
-        max_bytes: 1 << 20,
-        key_prefix: String::new(),
-    };
+    let upload = upload_of_bytes(target);
     let meta = SqlStore::new(world.db.raw_conn());
     let store = FakeStore(world.clone());
     match path {
@@ -477,16 +482,7 @@ async fn a_deletion_that_never_ends_answers_503() {
 async fn run(path: Path, fault: Fault, at: usize) -> Option<String> {
     let world = new_world(fault, at).await;
     let target = seed(&world).await;
-    let upload = Upload {
-        package_id: target.clone(),
-        relative_path: "new.bin".into(),
-        media_type: "application/octet-stream".into(),
-        expected_sha256: Some(digest()),
-        expected_size: None,
-        actor: "ci-bot".into(),
-        max_bytes: 1 << 20,
-        key_prefix: String::new(),
-    };
+    let upload = upload_of_bytes(&target);
     let outcome = {
         // Its own connection: dropping it (a crash) rolls back whatever it had open.
         let meta = SqlStore::new(ScriptedConn {

@@ -94,8 +94,6 @@ async fn upload_raw(req: &mut Request, id: &str) -> Result<Reply, ApiError> {
     let backends = Backends::from_config(&ctx.config)?;
     check_package(&ctx, id).await?;
     let backend = backends.default_backend();
-    // Size and digest declared up front, and a backend that checks digests itself: the
-    // body goes straight to its final key, host-side (see `upload::store_declared`).
     let declared = declared(backend, &expected_sha256, req.content_length());
     let upload = new_upload(
         &ctx,
@@ -104,6 +102,7 @@ async fn upload_raw(req: &mut Request, id: &str) -> Result<Reply, ApiError> {
         relative_path,
         media_type,
         expected_sha256,
+        None, // the body's length is HTTP's own: Content-Length
     );
     let file = match declared {
         Some(declared) => {
@@ -185,20 +184,16 @@ async fn upload_multipart(req: &mut Request, id: &str) -> Result<Reply, ApiError
         return Err(too_large(ctx.config.max_file_bytes));
     }
     let backend = backends.default_backend();
-    // Size and digest declared before the file part, and a backend that checks digests
-    // itself: the part goes straight to its final key, host-side, as a raw `PUT` would.
     let declared = declared(backend, &expected_sha256, size);
-    let upload = Upload {
-        expected_size: size,
-        ..new_upload(
-            &ctx,
-            backend,
-            id,
-            relative_path,
-            media_type,
-            expected_sha256,
-        )
-    };
+    let upload = new_upload(
+        &ctx,
+        backend,
+        id,
+        relative_path,
+        media_type,
+        expected_sha256,
+        size,
+    );
     let file = match declared {
         Some(declared) => {
             let mut part = DeclaredPart::new(parts, declared.size, &boundary)?;
@@ -227,21 +222,23 @@ fn new_upload(
     relative_path: String,
     media_type: String,
     expected_sha256: Option<String>,
+    expected_size: Option<u64>,
 ) -> Upload {
     Upload {
         package_id: package_id.to_string(),
         relative_path,
         media_type,
         expected_sha256,
-        expected_size: None,
+        expected_size,
         actor: ctx.principal.name.clone(),
         max_bytes: ctx.config.max_file_bytes,
         key_prefix: backend.key_prefix().to_string(),
     }
 }
 
-/// Size and digest both declared, on a backend that checks digests itself: the body can
-/// go straight to its final key (`upload::store_declared`).
+/// Size and digest both declared (a raw `PUT`'s header and length, or a form's parts
+/// before its file), on a backend that checks digests itself: the body goes straight to
+/// its final key, host-side (`upload::store_declared`).
 fn declared(backend: &Backend, sha256: &Option<String>, size: Option<u64>) -> Option<Declared> {
     match (sha256, size) {
         (Some(sha256), Some(size)) if backend.takes_declared(size) => Some(Declared {
