@@ -45,6 +45,8 @@ pub enum ErrorCode {
     InvalidMediaType,
     InvalidDigest,
     DigestMismatch,
+    /// An upload session's part: number out of range, or not the length the plan says.
+    InvalidPart,
     SizeMismatch,
     InvalidExtension,
     InvalidReason,
@@ -85,6 +87,7 @@ impl ErrorCode {
             Self::InvalidMediaType => "invalid_media_type",
             Self::InvalidDigest => "invalid_digest",
             Self::DigestMismatch => "digest_mismatch",
+            Self::InvalidPart => "invalid_part",
             Self::SizeMismatch => "size_mismatch",
             Self::InvalidExtension => "invalid_extension",
             Self::InvalidReason => "invalid_reason",
@@ -122,6 +125,7 @@ impl ErrorCode {
             | Self::InvalidMediaType
             | Self::InvalidDigest
             | Self::DigestMismatch
+            | Self::InvalidPart
             | Self::SizeMismatch
             | Self::InvalidExtension
             | Self::InvalidReason

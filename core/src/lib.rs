@@ -18,6 +18,7 @@ pub mod cursor;
 pub mod manifest;
 pub mod migrate;
 pub mod retention;
+pub mod session;
 pub mod state;
 pub mod time;
 pub mod validate;

@@ -195,10 +195,13 @@ pub enum AuditEventType {
     SweepCompleted,
     /// Bytes of an upload that never committed were removed by a sweep.
     OrphanRemoved,
+    /// An upload session's assembled bytes did not hash to its declared sha256: they were
+    /// deleted and the session ended.
+    UploadFailed,
 }
 
 impl AuditEventType {
-    pub const ALL: [AuditEventType; 13] = [
+    pub const ALL: [AuditEventType; 14] = [
         Self::PackageCreated,
         Self::FileUploaded,
         Self::PackageFinalized,
@@ -212,6 +215,7 @@ impl AuditEventType {
         Self::CorruptionDetected,
         Self::SweepCompleted,
         Self::OrphanRemoved,
+        Self::UploadFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -229,6 +233,7 @@ impl AuditEventType {
             Self::CorruptionDetected => "corruption_detected",
             Self::SweepCompleted => "sweep_completed",
             Self::OrphanRemoved => "orphan_removed",
+            Self::UploadFailed => "upload_failed",
         }
     }
 

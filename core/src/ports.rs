@@ -16,6 +16,7 @@ use crate::model::{
     AuditEvent, AuditEventType, File, Hold, Metadata, Package, PackageStatus, Page, RetentionClass,
     RetentionEvent, StorageLocation, Timestamp,
 };
+use crate::session::{PartPlan, SessionPart, UploadSession};
 
 // ---------------------------------------------------------------------------------------
 // Object store
@@ -134,10 +135,54 @@ pub trait ObjectStore {
     /// `None` when the object does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
 
-    /// Idempotent: deleting a missing object succeeds. Also drops unfinished writes to the key.
+    /// Idempotent: deleting a missing object succeeds. Also drops unfinished writes to the key
+    /// (an upload session's parts included).
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
 
     async fn health(&self) -> BackendHealth;
+
+    // Upload sessions: parts written one request at a time, then assembled at `key`.
+
+    /// Starts taking parts for `key` as `plan` cuts the file; returns the backend's id for
+    /// them (S3's `UploadId`; empty where none is needed).
+    async fn begin_parts(&self, key: &str, plan: &PartPlan) -> Result<String, StorageError> {
+        let _ = (key, plan);
+        Err(sessions_unsupported(self.backend_id()))
+    }
+
+    /// Stores part `number`: all of `body`, which the caller has checked is the part's
+    /// length. Sending a part again replaces it. Returns what `assemble_parts` needs to
+    /// name it (S3's ETag; empty on kv).
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        plan: &PartPlan,
+        number: u32,
+        body: &mut impl ByteStream,
+    ) -> Result<String, StorageError> {
+        let _ = (key, upload_id, plan, number, body);
+        Err(sessions_unsupported(self.backend_id()))
+    }
+
+    /// Makes `parts` (every part of `plan`, in order) one object at `key`, readable with
+    /// `get`. `sha256` is the declared digest, which the caller verifies before relying on
+    /// the object.
+    async fn assemble_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        plan: &PartPlan,
+        parts: &[SessionPart],
+        sha256: &str,
+    ) -> Result<(), StorageError> {
+        let _ = (key, upload_id, plan, parts, sha256);
+        Err(sessions_unsupported(self.backend_id()))
+    }
+}
+
+fn sessions_unsupported(backend: &str) -> StorageError {
+    StorageError::Backend(format!("backend {backend} takes no upload sessions"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -208,6 +253,20 @@ pub enum BlobState {
     /// The bytes are at the object key and may be referenced.
     Present,
     /// A sweep is deleting the bytes: do not reference them.
+    Deleting,
+}
+
+/// What `pin_blob` found at a content address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinState {
+    /// The bytes are stored (a committed file references them): reference them.
+    Present,
+    /// Nothing is stored and no other upload is writing the bytes: write them.
+    Absent,
+    /// No bytes are committed yet, but another pending upload has pinned the address and
+    /// is writing the same bytes: wait for its commit rather than write beside it.
+    Writing,
+    /// A sweep is deleting the bytes: nothing was pinned; retry later.
     Deleting,
 }
 
@@ -304,18 +363,33 @@ pub trait MetadataStore {
     async fn blob_state(&self, backend_id: &str, object_key: &str)
     -> MetaResult<Option<BlobState>>;
     /// Pins the object at `location` for a pending upload, under the blob's lock, and
-    /// returns the blob's state as found: `Present` (the bytes are there: reference them),
-    /// `None` (absent: write them; the pin keeps sweeps off them) or `Deleting` (a sweep is
-    /// removing them: nothing is pinned, retry later). A sweep never deletes a pinned
-    /// object; the pin ends with the upload's pending row (commit or abort).
-    async fn pin_blob(
-        &self,
-        pending_id: &str,
-        location: &StorageLocation,
-    ) -> MetaResult<Option<BlobState>>;
+    /// returns what it found (`PinState`). A sweep never deletes a pinned object; the pin
+    /// ends with the upload's commit or its pending row. Only `Deleting` pins nothing.
+    async fn pin_blob(&self, pending_id: &str, location: &StorageLocation)
+    -> MetaResult<PinState>;
     /// Fails with `package_finalized`, `duplicate_path` or `not_found` and writes nothing.
+    /// For an upload session, `pending_id` is the session's id.
     async fn commit_upload(&self, commit: &CommitUpload) -> MetaResult<File>;
     /// Files sorted by `relative_path`, with their locations.
+
+    // upload sessions (each rides on a pending upload of the same id: `abort_upload` ends
+    // both; `stale_uploads` leaves a session's alone until it expires)
+    /// Records the session and its pending upload in one transaction.
+    async fn create_session(&self, session: &UploadSession) -> MetaResult<()>;
+    /// The session and its parts by number; `None` once it ended (or never existed).
+    async fn get_session(&self, id: &str) -> MetaResult<Option<(UploadSession, Vec<SessionPart>)>>;
+    /// Records a received part, replacing one of the same number. With `hash_state` (the
+    /// running digest through this part), also moves `hashed_parts` from `number - 1` to
+    /// `number`, only if it is still there.
+    async fn record_part(
+        &self,
+        session_id: &str,
+        part: &SessionPart,
+        hash_state: Option<&str>,
+    ) -> MetaResult<()>;
+    /// `open` -> `assembled` (`invalid_state` from any other state).
+    async fn mark_assembled(&self, session_id: &str) -> MetaResult<()>;
+
     async fn list_files(&self, package_id: &str) -> MetaResult<Vec<(File, StorageLocation)>>;
     async fn get_file(&self, file_id: &str) -> MetaResult<Option<FileRecord>>;
 

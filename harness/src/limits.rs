@@ -26,6 +26,9 @@ pub struct Limits {
     pub pg_max_open: usize,
     pub max_instances: u32,
     pub request_deadline: Duration,
+    /// Request bodies larger than this are refused (413 when `Content-Length` says so up
+    /// front, else the body fails where it passes the cap), as serverless hosts do.
+    pub max_request_bytes: Option<u64>,
 }
 
 /// How often the engine's epoch advances: the granularity of `request_deadline`.
@@ -48,6 +51,7 @@ impl Default for Limits {
             max_instances: 128,
             // Long enough for a 5 GiB upload at about 1.5 MiB/s; stuck requests end anyway.
             request_deadline: Duration::from_secs(3600),
+            max_request_bytes: None,
         }
     }
 }
@@ -88,14 +92,19 @@ pub struct IdleTimeoutBody<B> {
     inner: B,
     idle: Duration,
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Bytes passed so far, and how many may pass.
+    seen: u64,
+    cap: u64,
 }
 
 impl<B> IdleTimeoutBody<B> {
-    pub fn new(inner: B, idle: Duration) -> Self {
+    pub fn new(inner: B, idle: Duration, cap: Option<u64>) -> Self {
         IdleTimeoutBody {
             inner,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            seen: 0,
+            cap: cap.unwrap_or(u64::MAX),
         }
     }
 }
@@ -118,6 +127,16 @@ where
             Poll::Ready(frame) => {
                 let deadline = tokio::time::Instant::now() + this.idle;
                 this.timer.as_mut().reset(deadline);
+                if let Some(Ok(f)) = &frame
+                    && let Some(data) = f.data_ref()
+                {
+                    this.seen += bytes::Buf::remaining(data) as u64;
+                    if this.seen > this.cap {
+                        return Poll::Ready(Some(Err(ErrorCode::HttpRequestBodySize(Some(
+                            this.seen,
+                        )))));
+                    }
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => match this.timer.as_mut().poll(cx) {

@@ -49,9 +49,13 @@ struct LimitFlags {
     /// Seconds a request body may send nothing before it fails.
     #[arg(long, env = "HARNESS_BODY_IDLE_SECONDS", default_value_t = Limits::default().body_idle.as_secs())]
     body_idle_seconds: u64,
-    /// Seconds a request or cron event may run, guest code included.
-    #[arg(long, env = "HARNESS_REQUEST_DEADLINE_SECONDS", default_value_t = Limits::default().request_deadline.as_secs())]
+    /// Seconds a request or cron event may run, guest code included (`--request-timeout`
+    /// too, as serverless hosts call it).
+    #[arg(long, visible_alias = "request-timeout", env = "HARNESS_REQUEST_DEADLINE_SECONDS", default_value_t = Limits::default().request_deadline.as_secs())]
     request_deadline_seconds: u64,
+    /// Largest request body taken, in bytes (0: no limit), like a serverless host's cap.
+    #[arg(long, env = "HARNESS_MAX_REQUEST_BYTES", default_value_t = 0)]
+    max_request_bytes: u64,
     /// Seconds a request waits for a PostgreSQL connection when all are busy.
     #[arg(long, env = "HARNESS_PG_WAIT_SECONDS", default_value_t = Limits::default().pg_wait.as_secs())]
     pg_wait_seconds: u64,
@@ -73,6 +77,7 @@ impl LimitFlags {
             pg_wait: secs(self.pg_wait_seconds),
             pg_max_open: self.pg_max_open.max(1),
             max_instances: self.max_instances.max(1),
+            max_request_bytes: (self.max_request_bytes > 0).then_some(self.max_request_bytes),
         }
     }
 }

@@ -168,6 +168,15 @@ impl App {
             return (empty_response(StatusCode::NOT_FOUND), None);
         };
         let component = m.route.component.clone();
+        if let Some(max) = self.inner.limits.max_request_bytes
+            && req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .is_some_and(|n| n > max)
+        {
+            return (empty_response(StatusCode::PAYLOAD_TOO_LARGE), Some(component));
+        }
         if !req.headers().contains_key(http::header::HOST)
             && let Ok(v) = HeaderValue::from_str(&local.to_string())
         {
@@ -233,7 +242,8 @@ impl App {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let idle = self.inner.limits.body_idle;
         let deadline = self.inner.limits.request_deadline;
-        let req = req.map(|body| IdleTimeoutBody::new(body, idle));
+        let cap = self.inner.limits.max_request_bytes;
+        let req = req.map(|body| IdleTimeoutBody::new(body, idle, cap));
         let request = wt(store
             .data_mut()
             .http()

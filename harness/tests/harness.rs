@@ -547,7 +547,7 @@ async fn cron_fires_now_and_on_schedule() {
 }
 
 /// An app with small limits (issue 12, item 6): timeouts of 1 s, one PostgreSQL connection,
-/// four instances.
+/// four instances, request bodies up to 1 MiB.
 async fn start_limited(name: &str) -> (App, harness::RunningApp) {
     let dir = temp_dir(name);
     let options = AppOptions {
@@ -558,12 +558,34 @@ async fn start_limited(name: &str) -> (App, harness::RunningApp) {
             pg_max_open: 1,
             max_instances: 4,
             request_deadline: Duration::from_secs(3),
+            max_request_bytes: Some(1 << 20),
         },
         ..options(&dir)
     };
     let app = App::load(manifest(&dir, NEVER), options).expect("load app");
     let running = app.serve("127.0.0.1:0").await.expect("serve");
     (app, running)
+}
+
+/// A serverless host's body cap: a declared length over it is refused before any guest
+/// runs; a body without one fails where it passes the cap; a body within it passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_the_request_cap_are_refused() {
+    let _shared = MEMORY_QUIET.read().await;
+    let (_app, running) = start_limited("body-cap").await;
+    let base = running.base_url();
+    let http = reqwest::Client::new();
+    let post = |body: reqwest::Body| http.post(format!("{base}/hash")).body(body).send();
+    let within = post(vec![7u8; 1 << 20].into()).await.unwrap();
+    assert_eq!(within.status().as_u16(), 200);
+    let declared = post(vec![7u8; (1 << 20) + 1].into()).await.unwrap();
+    assert_eq!(declared.status().as_u16(), 413);
+    // No Content-Length: a stream of 2 MiB in 64 KiB chunks.
+    let chunks = (0..32).map(|_| Ok::<_, std::io::Error>(vec![7u8; 64 * 1024]));
+    let streamed = post(reqwest::Body::wrap_stream(futures::stream::iter(chunks))).await;
+    if let Ok(r) = streamed {
+        assert_ne!(r.status().as_u16(), 200, "a body past the cap is not taken");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -45,6 +45,8 @@ pub struct Config {
     pub orphan_grace_seconds: i64,
     pub sweep_lease_seconds: i64,
     pub s3_presign_seconds: u64,
+    /// How long an upload session takes parts (`upload_session_seconds`).
+    pub upload_session_seconds: i64,
     /// Hash every full download in the component and break the response on a mismatch
     /// (`false`: S3 bytes are moved host-side, unhashed; clients check `Repr-Digest`).
     pub verify_downloads: bool,
@@ -115,6 +117,14 @@ impl Config {
         if sweep_lease_seconds < 1 {
             return Err(bad("sweep_lease_seconds", "must be at least 1"));
         }
+        let upload_session_seconds: i64 = number(
+            &lookup,
+            "upload_session_seconds",
+            artifact_store_core::session::SESSION_SECS,
+        )?;
+        if upload_session_seconds < 1 {
+            return Err(bad("upload_session_seconds", "must be at least 1"));
+        }
         let max_file_bytes: u64 = number(&lookup, "max_file_bytes", DEFAULT_MAX_FILE_BYTES)?;
         // S3 takes an object in one PutObject (the fast path) or copies it in one
         // CopyObject (promotion) only up to 5 GiB: a larger limit would fail each such
@@ -152,6 +162,7 @@ impl Config {
             sweep_batch_size,
             orphan_grace_seconds,
             sweep_lease_seconds,
+            upload_session_seconds,
             s3_presign_seconds: number(&lookup, "s3_presign_seconds", DEFAULT_PRESIGN_SECS)?,
             lookup: raw,
         })

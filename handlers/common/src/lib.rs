@@ -17,4 +17,5 @@ pub mod splice;
 pub mod storage;
 pub mod sweep;
 pub mod upload;
+pub mod upload_session;
 pub mod verify;

@@ -26,7 +26,7 @@
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::{File, StorageLocation};
 use artifact_store_core::ports::{
-    BlobState, ByteStream, CommitUpload, MetadataStore, ObjectStore, PendingUpload, PutMetadata,
+    ByteStream, CommitUpload, MetadataStore, ObjectStore, PendingUpload, PinState, PutMetadata,
     StorageError,
 };
 use artifact_store_core::{content, time};
@@ -118,7 +118,9 @@ pub async fn store_declared<M: MetadataStore, S: ObjectStore + VerifiedPut<P>, P
         // knows a digest must not get a file of someone else's bytes, and the backend's
         // check proves this caller holds them. Same bytes, same key: the write changes
         // nothing for the files that already reference it.
-        pin(meta, &pending, &location, sleep).await?;
+        // Another writer of the same bytes is no reason to wait: both writes are verified
+        // and leave the same object.
+        pin(meta, &pending, &location, Writers::WriteBeside, sleep).await?;
         meta.pause(); // the client sends the body now: hold no connection meanwhile
         store
             .put_verified(
@@ -160,26 +162,31 @@ pub async fn store_file<M: MetadataStore, S: ObjectStore>(
 ) -> Result<File, ApiError> {
     let pending = begin(meta, store, upload).await?;
     let result = stage_and_commit(meta, store, upload, &pending, body, sleep).await;
-    let staging_deleted = match store.delete(&pending.staging_key).await {
-        Ok(()) => true,
-        Err(e) => {
-            log_error(
-                "upload",
-                &format!("staging {} not deleted: {e}", pending.staging_key),
-            );
-            false
-        }
-    };
-    // The upload (committed or not) is forgotten only once its staging bytes are gone;
-    // otherwise the pending row stays for the orphan sweep to retry (e.g. the backend was
-    // down).
-    if staging_deleted && let Err(e) = meta.abort_upload(&pending.id).await {
+    end_staging(meta, store, &pending).await;
+    result
+}
+
+/// Deletes the staging object, then forgets the upload (committed or not). Should the
+/// deletion fail, the pending row stays for the orphan sweep to retry (e.g. the backend
+/// was down).
+pub(crate) async fn end_staging<M: MetadataStore, S: ObjectStore>(
+    meta: &M,
+    store: &S,
+    pending: &PendingUpload,
+) {
+    if let Err(e) = store.delete(&pending.staging_key).await {
+        log_error(
+            "upload",
+            &format!("staging {} not deleted: {e}", pending.staging_key),
+        );
+        return;
+    }
+    if let Err(e) = meta.abort_upload(&pending.id).await {
         log_error(
             "upload",
             &format!("pending upload {} not forgotten: {e}", pending.id),
         );
     }
-    result
 }
 
 async fn stage_and_commit<M: MetadataStore, S: ObjectStore>(
@@ -224,33 +231,50 @@ async fn stage_and_commit<M: MetadataStore, S: ObjectStore>(
             ),
         ));
     }
-    let location = StorageLocation {
-        backend_id: store.backend_id().to_string(),
-        object_key: content::object_key(&upload.key_prefix, &receipt.sha256),
-    };
-    // The pin keeps sweeps off the object from here to the commit, so the decision below
-    // cannot be overtaken by a deletion. (Promoting onto bytes already stored was tried
-    // to even out timing: on kv it left stale forwarding entries in `crash_rounds`.)
-    if pin(meta, pending, &location, sleep).await? == Pinned::New {
-        store
-            .promote(&pending.staging_key, &location.object_key)
-            .await?;
-    }
-    commit(
+    place_and_commit(
         meta,
+        store,
         upload,
         pending,
-        location,
         receipt.size_bytes,
         receipt.sha256,
+        sleep,
     )
     .await
 }
 
-/// How many times the flow waits for a sweep that is deleting the bytes it needs, the
-/// first wait, doubled each time (0.1 + 0.2 + ... + 3.2 s: about 6 s in all).
-const DELETION_WAITS: u32 = 6;
-const FIRST_DELETION_WAIT: Duration = Duration::from_millis(100);
+/// Verified bytes at `pending`'s staging key become the file: pin the content address,
+/// promote them there unless they are stored already, commit.
+pub(crate) async fn place_and_commit<M: MetadataStore, S: ObjectStore>(
+    meta: &M,
+    store: &S,
+    upload: &Upload,
+    pending: &PendingUpload,
+    size_bytes: u64,
+    sha256: String,
+    sleep: &impl AsyncFn(Duration),
+) -> Result<File, ApiError> {
+    let location = StorageLocation {
+        backend_id: store.backend_id().to_string(),
+        object_key: content::object_key(&upload.key_prefix, &sha256),
+    };
+    // The pin keeps sweeps off the object from here to the commit, so the decision below
+    // cannot be overtaken by a deletion; waiting for another writer keeps two promotions
+    // of one object from running at once (on kv the later would orphan the earlier's
+    // chunks: `crash_rounds` caught it).
+    if pin(meta, pending, &location, Writers::WaitFor, sleep).await? == Pinned::New {
+        store
+            .promote(&pending.staging_key, &location.object_key)
+            .await?;
+    }
+    commit(meta, upload, pending, location, size_bytes, sha256).await
+}
+
+/// How many times the flow waits for a sweep deleting the bytes it needs (or another
+/// upload writing them), the first wait, doubled each time (0.1 + 0.2 + ... + 3.2 s:
+/// about 6 s in all).
+const PIN_WAITS: u32 = 6;
+const FIRST_PIN_WAIT: Duration = Duration::from_millis(100);
 
 /// What a pin found at the content address.
 #[derive(Debug, PartialEq, Eq)]
@@ -261,6 +285,16 @@ enum Pinned {
     New,
 }
 
+/// What a pin does when another pending upload is writing the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writers {
+    /// Wait for its commit, then reuse its bytes. Should it not commit within the waits
+    /// (it died between its pin and its commit), write them anyway.
+    WaitFor,
+    /// Write beside it: this path's writes do not conflict.
+    WriteBeside,
+}
+
 /// Pins `location` for `pending` (no sweep deletes it from here to the commit). While a
 /// sweep is deleting the same bytes, waits for it to finish (it then forgets them, and
 /// this upload writes them anew) instead of refusing at once: an immediate refusal would
@@ -269,19 +303,24 @@ async fn pin<M: MetadataStore>(
     meta: &M,
     pending: &PendingUpload,
     location: &StorageLocation,
+    writers: Writers,
     sleep: &impl AsyncFn(Duration),
 ) -> Result<Pinned, ApiError> {
-    let mut wait = FIRST_DELETION_WAIT;
-    for attempt in 0..=DELETION_WAITS {
+    let mut wait = FIRST_PIN_WAIT;
+    for attempt in 0..=PIN_WAITS {
+        let last = attempt == PIN_WAITS;
         match meta.pin_blob(&pending.id, location).await? {
-            Some(BlobState::Deleting) if attempt < DELETION_WAITS => {
+            PinState::Present => return Ok(Pinned::Stored),
+            PinState::Absent => return Ok(Pinned::New),
+            PinState::Writing if writers == Writers::WriteBeside || last => {
+                return Ok(Pinned::New);
+            }
+            PinState::Deleting if last => break,
+            PinState::Writing | PinState::Deleting => {
                 meta.pause();
                 sleep(wait).await;
                 wait *= 2;
             }
-            Some(BlobState::Deleting) => break,
-            Some(BlobState::Present) => return Ok(Pinned::Stored),
-            None => return Ok(Pinned::New),
         }
     }
     Err(ApiError::new(

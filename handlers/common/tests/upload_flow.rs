@@ -75,6 +75,8 @@ impl Script {
 struct World {
     db: SqliteDb,
     objects: RefCell<BTreeMap<String, Vec<u8>>>,
+    /// How many promotions ran.
+    promotes: Cell<usize>,
     script: Script,
 }
 
@@ -187,6 +189,7 @@ impl ObjectStore for FakeStore {
         self.0.at_point(true).await.map_err(|_| injected())?;
         let bytes = self.0.objects.borrow().get(from).cloned();
         let bytes = bytes.ok_or_else(|| StorageError::NotFound(from.into()))?;
+        self.0.promotes.set(self.0.promotes.get() + 1);
         self.0.objects.borrow_mut().insert(to.into(), bytes);
         Ok(())
     }
@@ -354,6 +357,7 @@ async fn new_world(fault: Fault, at: usize) -> Rc<World> {
     Rc::new(World {
         db: fresh().await,
         objects: RefCell::new(BTreeMap::new()),
+        promotes: Cell::new(0),
         script: Script {
             fault,
             at,
@@ -405,7 +409,7 @@ async fn finish_deletion(world: &World) {
     s.conn().execute("DELETE FROM blobs", &[]).await.unwrap();
 }
 
-async fn upload_mid_deletion(
+async fn upload_bytes(
     path: Path,
     world: &Rc<World>,
     target: &str,
@@ -442,7 +446,7 @@ async fn a_deletion_of_the_same_bytes_is_waited_out() {
             waits.set(waits.get() + 1);
             finish_deletion(&world).await;
         };
-        let file = upload_mid_deletion(path, &world, &target, &sleep)
+        let file = upload_bytes(path, &world, &target, &sleep)
             .await
             .unwrap_or_else(|e| panic!("{path:?}: {e:?}"));
         assert_eq!(waits.get(), 1, "{path:?}: one wait");
@@ -463,7 +467,7 @@ async fn a_deletion_that_never_ends_answers_503() {
         let (world, target) = world_mid_deletion().await;
         let waited = Cell::new(std::time::Duration::ZERO);
         let sleep = async |d: std::time::Duration| waited.set(waited.get() + d);
-        let err = upload_mid_deletion(path, &world, &target, &sleep)
+        let err = upload_bytes(path, &world, &target, &sleep)
             .await
             .expect_err("the bytes are never free");
         assert_eq!(err.status(), 503, "{path:?}: {err:?}");
@@ -475,6 +479,106 @@ async fn a_deletion_that_never_ends_answers_503() {
             waited.get()
         );
     }
+}
+
+/// A world whose open package has another upload of `BYTES` pinned (between its pin and
+/// its commit: writing the bytes); returns the package id and that upload.
+async fn world_mid_write() -> (Rc<World>, String, artifact_store_core::ports::PendingUpload) {
+    let world = new_world(Fault::Fail, usize::MAX).await;
+    let s = world.db.connect().await;
+    let target = s
+        .create_package(new_package("beta", RetentionClass::RawEvidence, time::now()))
+        .await
+        .unwrap()
+        .id;
+    let writer = artifact_store_core::ports::PendingUpload {
+        id: uuid::Uuid::now_v7().to_string(),
+        package_id: target.clone(),
+        backend_id: "kv".into(),
+        staging_key: content::staging_key("", "writer"),
+        started_at: time::now(),
+    };
+    s.begin_upload(&writer).await.unwrap();
+    let pinned = s.pin_blob(&writer.id, &location_of_bytes()).await.unwrap();
+    assert_eq!(pinned, artifact_store_core::ports::PinState::Absent);
+    (world, target, writer)
+}
+
+fn location_of_bytes() -> artifact_store_core::model::StorageLocation {
+    artifact_store_core::model::StorageLocation {
+        backend_id: "kv".into(),
+        object_key: content::object_key("", &digest()),
+    }
+}
+
+/// The other writer's promotion and commit.
+async fn finish_write(world: &World, writer: &artifact_store_core::ports::PendingUpload) {
+    world
+        .objects
+        .borrow_mut()
+        .insert(location_of_bytes().object_key, BYTES.to_vec());
+    let s = world.db.connect().await;
+    s.commit_upload(&artifact_store_core::ports::CommitUpload {
+        pending_id: writer.id.clone(),
+        file: File {
+            id: uuid::Uuid::now_v7().to_string(),
+            package_id: writer.package_id.clone(),
+            relative_path: "first.bin".into(),
+            media_type: "application/octet-stream".into(),
+            size_bytes: BYTES.len() as u64,
+            sha256: digest(),
+            created_at: time::now(),
+        },
+        location: location_of_bytes(),
+        actor: "ci-bot".into(),
+    })
+    .await
+    .unwrap();
+}
+
+/// A staged upload of bytes another upload is writing waits for that upload's commit and
+/// reuses its object: two promotions of one object never run at once (on kv the later
+/// would orphan the earlier's chunks). A declared upload writes beside it at once.
+#[tokio::test(flavor = "current_thread")]
+async fn another_writer_of_the_same_bytes_is_waited_for() {
+    for path in [Path::Staged, Path::Declared] {
+        let (world, target, writer) = world_mid_write().await;
+        let waits = Cell::new(0);
+        let sleep = async |_: std::time::Duration| {
+            waits.set(waits.get() + 1);
+            finish_write(&world, &writer).await;
+        };
+        let file = upload_bytes(path, &world, &target, &sleep)
+            .await
+            .unwrap_or_else(|e| panic!("{path:?}: {e:?}"));
+        assert_eq!(file.sha256, digest());
+        match path {
+            Path::Staged => {
+                assert_eq!(waits.get(), 1, "waits for the other writer");
+                assert_eq!(world.promotes.get(), 0, "reuses the other writer's object");
+            }
+            Path::Declared => assert_eq!(waits.get(), 0, "writes beside it"),
+        }
+    }
+}
+
+/// A writer that never commits (it died between its pin and its commit) holds up another
+/// upload of its bytes only for the bounded waits: that upload then writes them itself.
+#[tokio::test(flavor = "current_thread")]
+async fn a_writer_that_never_commits_is_taken_over() {
+    let (world, target, _writer) = world_mid_write().await;
+    let waits = Cell::new(0);
+    let sleep = async |_: std::time::Duration| waits.set(waits.get() + 1);
+    let file = upload_bytes(Path::Staged, &world, &target, &sleep)
+        .await
+        .expect("taken over");
+    assert_eq!(waits.get(), 6, "the bounded waits");
+    assert_eq!(world.promotes.get(), 1, "writes the bytes itself");
+    assert_eq!(
+        world.objects.borrow().get(&location_of_bytes().object_key).map(Vec::as_slice),
+        Some(BYTES)
+    );
+    assert_eq!(file.sha256, digest());
 }
 
 /// One run: the flow with `fault` at point `at`. `None` when the script never fired (the

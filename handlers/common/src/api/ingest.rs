@@ -1,5 +1,5 @@
 //! `POST /packages/{id}/files` (multipart), `PUT /packages/{id}/files/{relative_path}` (raw
-//! body), `POST /packages/{id}/finalize`.
+//! body), `POST /packages/{id}/finalize`, and upload sessions (`sessions`).
 //!
 //! This module reads requests and checks them before any byte moves; the upload protocol
 //! itself (stage, verify, pin, dedupe or promote, commit) is `crate::upload`. A raw `PUT`
@@ -13,7 +13,7 @@ use artifact_store_core::ports::MetadataStore;
 use artifact_store_core::{state, time, validate};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
-use super::{Ctx, no_route, serve};
+use super::{Ctx, no_route, serve, sessions};
 use crate::auth;
 use crate::body::Reply;
 use crate::multipart::{DeclaredPart, MultipartReader, boundary_from_content_type};
@@ -40,9 +40,17 @@ async fn route(mut req: Request) -> Result<Reply, ApiError> {
         ("POST", ["packages", id, "files"]) => upload_multipart(&mut req, id).await,
         ("PUT", ["packages", id, "files", _, ..]) => upload_raw(&mut req, id).await,
         ("POST", ["packages", id, "finalize"]) => finalize(&req, id).await,
-        (_, ["packages", _, "files"]) | (_, ["packages", _, "finalize"]) => {
-            Err(no_route(true, &["POST"]))
-        }
+        ("POST", ["packages", id, "uploads"]) => sessions::create(&mut req, id).await,
+        ("GET", ["uploads", id]) => sessions::show(&req, id).await,
+        ("DELETE", ["uploads", id]) => sessions::abort(&req, id).await,
+        ("PUT", ["uploads", id, "parts", n]) => sessions::put_part(&mut req, id, n).await,
+        ("POST", ["uploads", id, "complete"]) => sessions::complete(&req, id).await,
+        (_, ["packages", _, "files"])
+        | (_, ["packages", _, "finalize"])
+        | (_, ["packages", _, "uploads"])
+        | (_, ["uploads", _, "complete"]) => Err(no_route(true, &["POST"])),
+        (_, ["uploads", _]) => Err(no_route(true, &["GET", "DELETE"])),
+        (_, ["uploads", _, "parts", _]) => Err(no_route(true, &["PUT"])),
         (_, ["packages", _, "files", _, ..]) => Err(no_route(true, &["PUT"])),
         _ => Err(no_route(false, &[])),
     }

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod ops;
 pub mod packages;
 pub mod retention;
+pub mod sessions;
 
 use artifact_store_core::access::Principal;
 use artifact_store_core::model::{Package, Page};

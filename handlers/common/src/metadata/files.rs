@@ -3,7 +3,7 @@
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::{AuditEventType, File, PackageStatus, StorageLocation};
 use artifact_store_core::ports::{
-    AuditDraft, BlobState, CommitUpload, FileRecord, MetaResult, PendingUpload,
+    AuditDraft, BlobState, CommitUpload, PinState, FileRecord, MetaResult, PendingUpload,
 };
 use artifact_store_core::time;
 use serde_json::json;
@@ -48,12 +48,18 @@ impl<C: SqlConn> SqlStore<C> {
     }
 
     pub(crate) async fn abort_upload_impl(&self, pending_id: &str) -> MetaResult<()> {
-        self.exec(
-            "DELETE FROM pending_uploads WHERE id = ?",
-            &[pending_id.into()],
-        )
-        .await?;
-        Ok(())
+        // An upload session rides on its pending upload: both end here.
+        self.write_tx(async || {
+            for sql in [
+                "DELETE FROM upload_session_parts WHERE session_id = ?",
+                "DELETE FROM upload_sessions WHERE id = ?",
+                "DELETE FROM pending_uploads WHERE id = ?",
+            ] {
+                self.exec(sql, &[pending_id.into()]).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Locks a content address to the end of the transaction, row or no row (Postgres).
@@ -99,33 +105,44 @@ impl<C: SqlConn> SqlStore<C> {
         &self,
         pending_id: &str,
         location: &StorageLocation,
-    ) -> MetaResult<Option<BlobState>> {
+    ) -> MetaResult<PinState> {
         self.write_tx(async || {
             // The blob's row lock (Postgres; SQLite serializes write transactions) orders
             // this pin against a sweep's `objects_to_delete`, which takes the same lock
             // before it looks for references: one of the two sees the other. The key lock
-            // does the same against `claim_orphan_object`, for a blob without a row.
+            // does the same against `claim_orphan_object` and other pins, for a blob
+            // without a row.
             self.lock_content_address(location).await?;
-            let state = self
-                .read_blob_state(&location.backend_id, &location.object_key, true)
-                .await?;
-            if state == Some(BlobState::Deleting) {
-                return Ok(state);
-            }
+            let (b, k) = (location.backend_id.as_str(), location.object_key.as_str());
+            let found = match self.read_blob_state(b, k, true).await? {
+                Some(BlobState::Deleting) => return Ok(PinState::Deleting),
+                Some(BlobState::Present) => PinState::Present,
+                // Another upload pinned it and has not committed: it is writing these
+                // bytes now. Two writers of one address must not both promote (kv moves
+                // chunks without compare-and-set: the later write would orphan the
+                // earlier one's chunks).
+                None => match self
+                    .first_row(
+                        "SELECT 1 FROM pending_uploads \
+                         WHERE backend_id = ? AND object_key = ? AND id <> ?",
+                        &[b.into(), k.into(), pending_id.into()],
+                    )
+                    .await?
+                {
+                    Some(_) => PinState::Writing,
+                    None => PinState::Absent,
+                },
+            };
             let pinned = self
                 .exec(
                     "UPDATE pending_uploads SET object_key = ? WHERE id = ? AND backend_id = ?",
-                    &[
-                        location.object_key.as_str().into(),
-                        pending_id.into(),
-                        location.backend_id.as_str().into(),
-                    ],
+                    &[k.into(), pending_id.into(), b.into()],
                 )
                 .await?;
             if pinned != 1 {
                 return Err(upload_gone(pending_id));
             }
-            Ok(state)
+            Ok(found)
         })
         .await
     }

@@ -16,6 +16,7 @@ mod migrate;
 mod packages;
 mod retention;
 mod rows;
+mod sessions;
 pub mod spin_conn;
 pub mod spin_postgres;
 pub mod spin_sqlite;
@@ -23,12 +24,13 @@ mod store;
 mod sweeps;
 
 use artifact_store_core::audit::ChainHead;
+use artifact_store_core::session::{SessionPart, UploadSession};
 use artifact_store_core::model::{
     AuditEvent, File, Hold, Package, Page, RetentionEvent, StorageLocation, Timestamp,
 };
 use artifact_store_core::ports::{
     AuditDraft, AuditFilter, BlobState, CommitUpload, FileRecord, MetaResult, MetadataError,
-    MetadataStore, NewPackage, PackageFilter, PageRequest, PendingUpload, SweepClaim,
+    MetadataStore, NewPackage, PackageFilter, PageRequest, PendingUpload, PinState, SweepClaim,
 };
 
 pub use conn::{Dialect, SqlConn, SqlError, SqlErrorKind, SqlRow, SqlValue};
@@ -126,12 +128,36 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
         &self,
         pending_id: &str,
         location: &StorageLocation,
-    ) -> MetaResult<Option<BlobState>> {
+    ) -> MetaResult<PinState> {
         self.pin_blob_impl(pending_id, location).await
     }
 
     async fn commit_upload(&self, commit: &CommitUpload) -> MetaResult<File> {
         self.commit_upload_impl(commit).await
+    }
+
+    async fn create_session(&self, session: &UploadSession) -> MetaResult<()> {
+        self.create_session_impl(session).await
+    }
+
+    async fn get_session(
+        &self,
+        id: &str,
+    ) -> MetaResult<Option<(UploadSession, Vec<SessionPart>)>> {
+        self.get_session_impl(id).await
+    }
+
+    async fn record_part(
+        &self,
+        session_id: &str,
+        part: &SessionPart,
+        hash_state: Option<&str>,
+    ) -> MetaResult<()> {
+        self.record_part_impl(session_id, part, hash_state).await
+    }
+
+    async fn mark_assembled(&self, session_id: &str) -> MetaResult<()> {
+        self.mark_assembled_impl(session_id).await
     }
 
     async fn list_files(&self, package_id: &str) -> MetaResult<Vec<(File, StorageLocation)>> {

@@ -527,12 +527,18 @@ impl<C: SqlConn> SqlStore<C> {
         before: Timestamp,
         limit: u32,
     ) -> MetaResult<Vec<PendingUpload>> {
+        // An upload session is stale once it has been expired for as long as any other
+        // upload gets to finish (a `complete` begun just before the expiry may be
+        // committing).
         let sql = format!(
             "SELECT {PENDING_COLUMNS} FROM pending_uploads WHERE started_epoch < ? \
+             AND NOT EXISTS (SELECT 1 FROM upload_sessions s \
+             WHERE s.id = pending_uploads.id AND s.expires_epoch >= ?) \
              ORDER BY started_epoch, id LIMIT {}",
             limit.max(1)
         );
-        self.rows(&sql, &[time::epoch(before).into()])
+        let before = time::epoch(before);
+        self.rows(&sql, &[before.into(), before.into()])
             .await?
             .iter()
             .map(rows::pending_upload)

@@ -22,6 +22,7 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 
 use artifact_store_core::model::StorageLocation;
+use artifact_store_core::session::{PartPlan, SessionPart};
 use artifact_store_core::ports::{
     BackendHealth, ByteRange, ByteStream, HealthStatus, ObjectInfo, ObjectStore, PutMetadata,
     PutReceipt, StorageError,
@@ -56,6 +57,10 @@ pub enum KvEntry {
         moved_to: String,
         chunks: u64,
     },
+    /// An upload session's staging key while parts arrive: its chunks are written in any
+    /// order, so a deletion cannot find their end by looking; this says how many there
+    /// may be.
+    Parts { session_chunks: u64 },
 }
 
 impl KvMeta {
@@ -123,7 +128,7 @@ impl KvStore {
     fn meta(&self, store: &Store, key: &str) -> Result<Option<KvMeta>, StorageError> {
         Ok(match self.entry(store, key)? {
             Some(KvEntry::Object(meta)) => Some(meta),
-            Some(KvEntry::Moved { .. }) | None => None,
+            Some(KvEntry::Moved { .. } | KvEntry::Parts { .. }) | None => None,
         })
     }
 
@@ -325,6 +330,10 @@ impl ObjectStore for KvStore {
                 Self::delete_chunks(&store, key, chunks)?;
                 store.delete(key).map_err(|e| unavailable("delete", e))
             }
+            Some(KvEntry::Parts { session_chunks }) => {
+                Self::delete_chunks(&store, key, session_chunks)?;
+                store.delete(key).map_err(|e| unavailable("delete", e))
+            }
             // No entry (a write cut by a crash): the chunks run from 0 to the first gap.
             None => {
                 let mut count = 0;
@@ -337,6 +346,80 @@ impl ObjectStore for KvStore {
                 Self::delete_chunks(&store, key, count)
             }
         }
+    }
+
+    /// Parts are written as the chunks they cover (part sizes are whole chunks), under a
+    /// `Parts` entry; assembling writes the object's meta over it.
+    async fn begin_parts(&self, key: &str, plan: &PartPlan) -> Result<String, StorageError> {
+        let store = self.store()?;
+        let session_chunks = plan.size_bytes.div_ceil(CHUNK_SIZE as u64);
+        Self::set_entry(&store, key, &KvEntry::Parts { session_chunks })?;
+        Ok(String::new())
+    }
+
+    async fn put_part(
+        &self,
+        key: &str,
+        _upload_id: &str,
+        plan: &PartPlan,
+        number: u32,
+        body: &mut impl ByteStream,
+    ) -> Result<String, StorageError> {
+        let store = self.store()?;
+        if !matches!(self.entry(&store, key)?, Some(KvEntry::Parts { .. })) {
+            return Err(StorageError::NotFound(key.to_string()));
+        }
+        let mut next = plan.offset(number) / CHUNK_SIZE as u64;
+        let (mut buf, mut size) = (Vec::with_capacity(CHUNK_SIZE), 0u64);
+        while let Some(data) = body.next_chunk().await? {
+            size += data.len() as u64;
+            if size > plan.part_size {
+                return Err(StorageError::TooLarge {
+                    limit: plan.part_size,
+                });
+            }
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = (CHUNK_SIZE - buf.len()).min(rest.len());
+                buf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                if buf.len() == CHUNK_SIZE {
+                    store
+                        .set(&chunk_key(key, next), &buf)
+                        .map_err(|e| unavailable("set", e))?;
+                    next += 1;
+                    buf.clear();
+                }
+            }
+        }
+        if !buf.is_empty() {
+            store
+                .set(&chunk_key(key, next), &buf)
+                .map_err(|e| unavailable("set", e))?;
+        }
+        Ok(String::new())
+    }
+
+    async fn assemble_parts(
+        &self,
+        key: &str,
+        _upload_id: &str,
+        plan: &PartPlan,
+        _parts: &[SessionPart],
+        sha256: &str,
+    ) -> Result<(), StorageError> {
+        let store = self.store()?;
+        let Some(KvEntry::Parts { session_chunks }) = self.entry(&store, key)? else {
+            return Err(StorageError::NotFound(key.to_string()));
+        };
+        let object = KvMeta {
+            size: plan.size_bytes,
+            sha256: sha256.to_string(),
+            chunk_size: CHUNK_SIZE as u64,
+            chunks: session_chunks,
+            chunks_at: None,
+        };
+        Self::set_entry(&store, key, &KvEntry::Object(object))
     }
 
     async fn health(&self) -> BackendHealth {

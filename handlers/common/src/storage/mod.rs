@@ -9,6 +9,7 @@
 pub mod kv;
 pub mod s3;
 
+use artifact_store_core::session::{PartPlan, SessionPart};
 use artifact_store_core::ports::{
     BackendHealth, ByteRange, ByteStream, ObjectInfo, ObjectStore, PutMetadata, PutReceipt,
     StorageError,
@@ -177,6 +178,41 @@ impl ObjectStore for Backend {
         match self {
             Backend::Kv(b) => b.health().await,
             Backend::S3(b) => b.health().await,
+        }
+    }
+
+    async fn begin_parts(&self, key: &str, plan: &PartPlan) -> Result<String, StorageError> {
+        match self {
+            Backend::Kv(b) => b.begin_parts(key, plan).await,
+            Backend::S3(b) => b.begin_parts(key, plan).await,
+        }
+    }
+
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        plan: &PartPlan,
+        number: u32,
+        body: &mut impl ByteStream,
+    ) -> Result<String, StorageError> {
+        match self {
+            Backend::Kv(b) => b.put_part(key, upload_id, plan, number, body).await,
+            Backend::S3(b) => b.put_part(key, upload_id, plan, number, body).await,
+        }
+    }
+
+    async fn assemble_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        plan: &PartPlan,
+        parts: &[SessionPart],
+        sha256: &str,
+    ) -> Result<(), StorageError> {
+        match self {
+            Backend::Kv(b) => b.assemble_parts(key, upload_id, plan, parts, sha256).await,
+            Backend::S3(b) => b.assemble_parts(key, upload_id, plan, parts, sha256).await,
         }
     }
 }

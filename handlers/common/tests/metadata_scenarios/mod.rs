@@ -16,7 +16,7 @@ use artifact_store_core::model::{
 };
 use artifact_store_core::ports::{
     AuditFilter, BlobState, CommitUpload, MetadataError, MetadataStore, NewPackage, PackageFilter,
-    PageRequest, PendingUpload,
+    PageRequest, PendingUpload, PinState,
 };
 use artifact_store_handlers::metadata::{SqlConn, SqlStore, SqlValue};
 use chrono::{TimeZone, Utc};
@@ -80,7 +80,7 @@ pub async fn upload<M: MetadataStore>(
     };
     store.begin_upload(&pending).await?;
     // As the ingest flow does: pin the object before relying on it.
-    if store.pin_blob(&pending.id, &location(digest)).await? == Some(BlobState::Deleting) {
+    if store.pin_blob(&pending.id, &location(digest)).await? == PinState::Deleting {
         return Err(MetadataError::Domain(
             artifact_store_core::error::DomainError::new(
                 ErrorCode::BackendUnavailable,
@@ -969,7 +969,7 @@ pub async fn pins_keep_sweeps_off_objects<H: Harness>(h: &H) {
     s.begin_upload(&up).await.unwrap();
     assert_eq!(
         s.pin_blob(&up.id, &location(&digest(5))).await.unwrap(),
-        Some(BlobState::Present)
+        PinState::Present
     );
     assert_eq!(
         s.claim_for_deletion(after_expiry, 86_400, 10, 600, "sw")
@@ -1007,7 +1007,7 @@ pub async fn pins_keep_sweeps_off_objects<H: Harness>(h: &H) {
     s.begin_upload(&late).await.unwrap();
     assert_eq!(
         s.pin_blob(&late.id, &location(&digest(6))).await.unwrap(),
-        Some(BlobState::Deleting)
+        PinState::Deleting
     );
     assert_eq!(
         count(
@@ -1024,7 +1024,7 @@ pub async fn pins_keep_sweeps_off_objects<H: Harness>(h: &H) {
     // Once the bytes are gone, the next pin finds nothing: the upload writes them anew.
     assert_eq!(
         s.pin_blob(&late.id, &location(&digest(6))).await.unwrap(),
-        None
+        PinState::Absent
     );
 
     // A pending row removed meanwhile (the orphan sweep): pin and commit are refused.
@@ -1036,6 +1036,31 @@ pub async fn pins_keep_sweeps_off_objects<H: Harness>(h: &H) {
     assert_eq!(
         code(s.commit_upload(&commit(&late, &digest(6))).await),
         ErrorCode::BackendUnavailable
+    );
+
+    // Two uploads of bytes not stored yet: the first pin writes them, the second finds it
+    // writing (both pinned: a sweep keeps off), and once the first commits, `Present`.
+    let first = pending(&fresh.id);
+    let second = pending(&fresh.id);
+    s.begin_upload(&first).await.unwrap();
+    s.begin_upload(&second).await.unwrap();
+    assert_eq!(
+        s.pin_blob(&first.id, &location(&digest(7))).await.unwrap(),
+        PinState::Absent
+    );
+    assert_eq!(
+        s.pin_blob(&second.id, &location(&digest(7))).await.unwrap(),
+        PinState::Writing
+    );
+    assert_eq!(
+        s.pin_blob(&first.id, &location(&digest(7))).await.unwrap(),
+        PinState::Writing,
+        "the second's pin counts for the first too"
+    );
+    s.commit_upload(&commit(&first, &digest(7))).await.unwrap();
+    assert_eq!(
+        s.pin_blob(&second.id, &location(&digest(7))).await.unwrap(),
+        PinState::Present
     );
 }
 
@@ -1207,10 +1232,10 @@ pub async fn orphan_objects_are_claimed_only_when_unneeded<H: Harness>(h: &H) {
     assert_eq!(s.claim_orphan_object(&a.id).await.unwrap(), None);
     // Two uploads pinned the same bytes: neither's object is claimed while the other's pin
     // stands.
-    for p in [&a, &b] {
+    for (p, found) in [(&a, PinState::Absent), (&b, PinState::Writing)] {
         assert_eq!(
             s.pin_blob(&p.id, &location(&digest(7))).await.unwrap(),
-            None
+            found
         );
     }
     assert_eq!(s.claim_orphan_object(&a.id).await.unwrap(), None);
@@ -1224,13 +1249,13 @@ pub async fn orphan_objects_are_claimed_only_when_unneeded<H: Harness>(h: &H) {
     s.begin_upload(&c).await.unwrap();
     assert_eq!(
         s.pin_blob(&c.id, &location(&digest(7))).await.unwrap(),
-        Some(BlobState::Deleting)
+        PinState::Deleting
     );
     s.forget_blob(&location(&digest(7))).await.unwrap();
     s.abort_upload(&a.id).await.unwrap();
     assert_eq!(
         s.pin_blob(&c.id, &location(&digest(7))).await.unwrap(),
-        None
+        PinState::Absent
     );
     // Once a file references the bytes, they are never claimed.
     let d = pending();

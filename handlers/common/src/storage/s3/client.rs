@@ -19,6 +19,7 @@
 use std::time::Duration;
 
 use artifact_store_core::model::StorageLocation;
+use artifact_store_core::session::{PartPlan, SessionPart};
 use artifact_store_core::ports::{
     BackendHealth, ByteRange, ByteStream, HealthStatus, ObjectInfo, ObjectStore, PutMetadata,
     PutReceipt, StorageError,
@@ -521,6 +522,68 @@ impl<T: Transport> ObjectStore for S3Store<T> {
             return Ok(());
         }
         Err(self.failure("DeleteObject", key, reply).await)
+    }
+
+    /// An upload session is an S3 multipart upload at the staging key.
+    async fn begin_parts(&self, key: &str, _plan: &PartPlan) -> Result<String, StorageError> {
+        self.create_upload(key).await
+    }
+
+    /// The part is read whole (at most `session::MAX_PART_SIZE`), then sent as one
+    /// UploadPart (retried as any idempotent request).
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        plan: &PartPlan,
+        number: u32,
+        body: &mut impl ByteStream,
+    ) -> Result<String, StorageError> {
+        let limit = plan.part_size as usize;
+        let mut part = Vec::with_capacity(plan.part_len(number).unwrap_or(0) as usize);
+        while let Some(chunk) = body.next_chunk().await? {
+            if part.len() + chunk.len() > limit {
+                return Err(StorageError::TooLarge {
+                    limit: plan.part_size,
+                });
+            }
+            part.extend_from_slice(&chunk);
+        }
+        Ok(self.upload_part(key, upload_id, number, part).await?.etag)
+    }
+
+    /// CompleteMultipartUpload, then a HEAD: the object must have the planned size.
+    async fn assemble_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        plan: &PartPlan,
+        parts: &[SessionPart],
+        _sha256: &str,
+    ) -> Result<(), StorageError> {
+        let parts: Vec<CompletedPart> = parts
+            .iter()
+            .map(|p| CompletedPart {
+                part_number: p.number,
+                etag: p.etag.clone(),
+            })
+            .collect();
+        let request = self
+            .requests
+            .complete_multipart_upload(key, upload_id, &parts)?;
+        let reply = self
+            .call("CompleteMultipartUpload", key, &request, Retry::Once)
+            .await?;
+        self.checked_body("CompleteMultipartUpload", key, reply)
+            .await?;
+        match self.head(key).await? {
+            Some(info) if info.size_bytes == plan.size_bytes => Ok(()),
+            found => Err(StorageError::Backend(format!(
+                "s3 assembled {key}: expected {} bytes, found {:?}",
+                plan.size_bytes,
+                found.map(|i| i.size_bytes)
+            ))),
+        }
     }
 
     async fn health(&self) -> BackendHealth {

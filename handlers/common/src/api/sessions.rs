@@ -1,0 +1,229 @@
+//! Upload sessions over HTTP: `POST /packages/{id}/uploads`, `GET|DELETE /uploads/{id}`,
+//! `PUT /uploads/{id}/parts/{n}`, `POST /uploads/{id}/complete`.
+//!
+//! Requests are read and checked here (the caller may write the package, the package is
+//! open); the protocol is `crate::upload_session`.
+
+use artifact_store_core::error::ErrorCode;
+use artifact_store_core::ports::{MetadataStore, ObjectStore};
+use artifact_store_core::session::{PartPlan, SessionPart, UploadSession};
+use artifact_store_core::{state, time, validate};
+use serde_json::{Value, json};
+
+use super::Ctx;
+use crate::auth;
+use crate::body::Reply;
+use crate::problem::ApiError;
+use crate::request::{Request, str_field};
+use crate::splice;
+use crate::storage::{Backend, Backends};
+use crate::upload::Upload;
+use crate::upload_session::{self, SessionRequest, missing_parts};
+
+/// The session as JSON: its plan, where each part goes, and what has arrived.
+fn present(s: &UploadSession, parts: &[SessionPart]) -> Value {
+    let send: Vec<Value> = (1..=s.plan.part_count)
+        .map(|n| {
+            json!({
+                "number": n,
+                "size_bytes": s.plan.part_len(n).unwrap_or(0),
+                "url": format!("/uploads/{}/parts/{n}", s.id),
+                "method": "PUT",
+                "headers": {},
+            })
+        })
+        .collect();
+    let received: Vec<Value> = parts
+        .iter()
+        .map(|p| {
+            let mut v = json!({"number": p.number, "size_bytes": p.size_bytes});
+            if !p.sha256.is_empty() {
+                v["sha256"] = json!(p.sha256);
+            }
+            v
+        })
+        .collect();
+    json!({
+        "id": s.id,
+        "package_id": s.package_id,
+        "relative_path": s.relative_path,
+        "media_type": s.media_type,
+        "size_bytes": s.plan.size_bytes,
+        "sha256": s.sha256,
+        "part_size": s.plan.part_size,
+        "part_count": s.plan.part_count,
+        "state": s.state.as_str(),
+        "created_at": time::format(s.created_at),
+        "expires_at": time::format(s.expires_at),
+        "parts": send,
+        "received": received,
+        "missing": missing_parts(&s.plan, parts),
+    })
+}
+
+fn upload_for(ctx: &Ctx, backend: &Backend, s: &UploadSession) -> Upload {
+    Upload {
+        package_id: s.package_id.clone(),
+        relative_path: s.relative_path.clone(),
+        media_type: s.media_type.clone(),
+        expected_sha256: Some(s.sha256.clone()),
+        expected_size: Some(s.plan.size_bytes),
+        actor: ctx.principal.name.clone(),
+        max_bytes: ctx.config.max_file_bytes,
+        key_prefix: backend.key_prefix().to_string(),
+    }
+}
+
+/// A non-negative integer member; absent -> `None`.
+fn u64_field(body: &serde_json::Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("`{name}` must be a non-negative integer"),
+            )
+        }),
+    }
+}
+
+pub async fn create(req: &mut Request, package_id: &str) -> Result<Reply, ApiError> {
+    let ctx = Ctx::open(req).await?;
+    let body = req.json_object().await?;
+    let relative_path = str_field(&body, "relative_path", ErrorCode::InvalidPath)?;
+    validate::relative_path(relative_path)?;
+    let sha256 = validate::sha256_hex(str_field(&body, "sha256", ErrorCode::InvalidDigest)?)?;
+    let media_type = validate::media_type(match body.get("media_type") {
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => None,
+    })?;
+    let size = u64_field(&body, "size_bytes")?.ok_or_else(|| {
+        ApiError::new(ErrorCode::BadRequest, "`size_bytes` is required")
+    })?;
+    if size > ctx.config.max_file_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the file is larger than {} bytes", ctx.config.max_file_bytes),
+        ));
+    }
+    let plan = PartPlan::new(size, u64_field(&body, "part_size")?)?;
+    let package = ctx.readable_package(package_id).await?;
+    auth::require_write(&ctx.principal, &package.producer)?;
+    state::check_upload(package.status)?;
+    let backends = Backends::from_config(&ctx.config)?;
+    let backend = backends.default_backend();
+    let request = SessionRequest {
+        upload: Upload {
+            package_id: package_id.to_string(),
+            relative_path: relative_path.to_string(),
+            media_type,
+            expected_sha256: Some(sha256.clone()),
+            expected_size: Some(size),
+            actor: ctx.principal.name.clone(),
+            max_bytes: ctx.config.max_file_bytes,
+            key_prefix: backend.key_prefix().to_string(),
+        },
+        sha256,
+        plan,
+        lifetime_secs: ctx.config.upload_session_seconds,
+    };
+    let session = upload_session::begin_session(&ctx.meta, backend, &request).await?;
+    Ok(Reply::json(201, &present(&session, &[]))
+        .with_header("location", format!("/uploads/{}", session.id)))
+}
+
+/// The session, after checking the caller may write its package.
+async fn writable_session(
+    ctx: &Ctx,
+    id: &str,
+) -> Result<(UploadSession, Vec<SessionPart>), ApiError> {
+    let found = ctx
+        .meta
+        .get_session(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("upload session"))?;
+    let package = ctx.readable_package(&found.0.package_id).await?;
+    auth::require_write(&ctx.principal, &package.producer)?;
+    Ok(found)
+}
+
+fn session_backend<'a>(backends: &'a Backends, s: &UploadSession) -> Result<&'a Backend, ApiError> {
+    backends.get(&s.backend_id).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BackendUnavailable,
+            format!("backend {} is not configured", s.backend_id),
+        )
+    })
+}
+
+pub async fn show(req: &Request, id: &str) -> Result<Reply, ApiError> {
+    let ctx = Ctx::open(req).await?;
+    let (session, parts) = writable_session(&ctx, id).await?;
+    Ok(Reply::json(200, &present(&session, &parts)))
+}
+
+pub async fn put_part(req: &mut Request, id: &str, number: &str) -> Result<Reply, ApiError> {
+    let ctx = Ctx::open(req).await?;
+    let number: u32 = number.parse().map_err(|_| {
+        ApiError::new(ErrorCode::InvalidPart, "the part number must be a positive integer")
+    })?;
+    let declared = req
+        .header("x-artifact-sha256")
+        .map(validate::sha256_hex)
+        .transpose()?;
+    let (session, _) = writable_session(&ctx, id).await?;
+    let len = session.plan.part_len(number)?;
+    if let Some(n) = req.content_length()
+        && n != len
+    {
+        return Err(ApiError::new(
+            ErrorCode::SizeMismatch,
+            format!("part {number} must be {len} bytes, not {n}"),
+        ));
+    }
+    let backends = Backends::from_config(&ctx.config)?;
+    let backend = session_backend(&backends, &session)?;
+    let mut body = req.raw_body()?;
+    let part = upload_session::store_part(
+        &ctx.meta,
+        backend,
+        &session,
+        number,
+        declared.as_deref(),
+        &mut body,
+    )
+    .await?;
+    let mut reply = json!({"number": part.number, "size_bytes": part.size_bytes});
+    if !part.sha256.is_empty() {
+        reply["sha256"] = json!(part.sha256);
+    }
+    Ok(Reply::json(200, &reply))
+}
+
+pub async fn complete(req: &Request, id: &str) -> Result<Reply, ApiError> {
+    let ctx = Ctx::open(req).await?;
+    let (session, parts) = writable_session(&ctx, id).await?;
+    let backends = Backends::from_config(&ctx.config)?;
+    let backend = session_backend(&backends, &session)?;
+    let upload = upload_for(&ctx, backend, &session);
+    let file = upload_session::complete_session(
+        &ctx.meta,
+        backend,
+        &upload,
+        &session,
+        &parts,
+        &splice::sleep,
+    )
+    .await?;
+    Ok(Reply::json(201, &file).with_header("location", format!("/files/{}/download", file.id)))
+}
+
+pub async fn abort(req: &Request, id: &str) -> Result<Reply, ApiError> {
+    let ctx = Ctx::open(req).await?;
+    let (session, _) = writable_session(&ctx, id).await?;
+    let backends = Backends::from_config(&ctx.config)?;
+    let backend = session_backend(&backends, &session)?;
+    backend.delete(&session.staging_key).await?;
+    ctx.meta.abort_upload(&session.id).await?;
+    Ok(Reply::empty(204))
+}

@@ -1,0 +1,314 @@
+//! The upload-session protocol: a big file in parts, each one request. Generic over core's
+//! ports like `upload`, whose last steps (pin, promote, commit, end the staging) it shares.
+//!
+//! 1. `begin_session`: the backend starts taking parts at `<prefix>staging/<session id>`
+//!    (S3: a multipart upload), then the session and its pending upload are recorded.
+//! 2. `store_part`: one part streams to the backend. A part that follows the digested ones
+//!    extends the session's running sha256 on the way (no read-back later); a part with a
+//!    declared sha256 is checked against it.
+//! 3. `complete_session`: the parts become one object (once), the whole file's sha256 is
+//!    finished (reading back only what the running digest lacks), and on a match the file
+//!    is committed as any upload; on a mismatch the bytes are deleted, the session ends and
+//!    an `upload_failed` event says why.
+//!
+//! An abandoned session is an orphan like any pending upload once it has expired: the
+//! sweep deletes its staging key (which drops the parts) and forgets it.
+
+use artifact_store_core::error::ErrorCode;
+use artifact_store_core::model::{AuditEventType, File};
+use artifact_store_core::ports::{
+    AuditDraft, ByteRange, ByteStream, MetadataStore, ObjectStore, PendingUpload, StorageError,
+};
+use artifact_store_core::session::{
+    PartPlan, ResumableSha256, SessionPart, SessionState, UploadSession,
+};
+use artifact_store_core::{content, time};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+use crate::problem::{ApiError, log_error};
+use crate::upload::{Upload, end_staging, place_and_commit};
+
+/// What a session is for, known before any byte moves.
+#[derive(Debug, Clone)]
+pub struct SessionRequest {
+    pub upload: Upload,
+    pub sha256: String,
+    pub plan: PartPlan,
+    pub lifetime_secs: i64,
+}
+
+/// Starts a session: the backend first (so a recorded session always has somewhere to put
+/// its parts), then the rows.
+pub async fn begin_session<M: MetadataStore, S: ObjectStore>(
+    meta: &M,
+    store: &S,
+    req: &SessionRequest,
+) -> Result<UploadSession, ApiError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let staging_key = content::staging_key(&req.upload.key_prefix, &id);
+    let backend_upload_id = store.begin_parts(&staging_key, &req.plan).await?;
+    let now = time::now();
+    let session = UploadSession {
+        id,
+        package_id: req.upload.package_id.clone(),
+        relative_path: req.upload.relative_path.clone(),
+        media_type: req.upload.media_type.clone(),
+        sha256: req.sha256.clone(),
+        plan: req.plan,
+        backend_id: store.backend_id().to_string(),
+        staging_key,
+        backend_upload_id,
+        actor: req.upload.actor.clone(),
+        created_at: now,
+        expires_at: time::add_secs(now, req.lifetime_secs).unwrap_or(now),
+        state: SessionState::Open,
+        hashed_parts: 0,
+        hash_state: String::new(),
+    };
+    if let Err(e) = meta.create_session(&session).await {
+        // Nothing records the parts' place: drop it now.
+        if let Err(e) = store.delete(&session.staging_key).await {
+            log_error("session", &format!("{}: {e}", session.staging_key));
+        }
+        return Err(e.into());
+    }
+    Ok(session)
+}
+
+/// Refuses work on a session that is past its expiry or no longer taking parts.
+fn check_open(session: &UploadSession) -> Result<(), ApiError> {
+    if session.expires_at <= time::now() {
+        return Err(ApiError::new(
+            ErrorCode::Gone,
+            format!("upload session {} expired", session.id),
+        ));
+    }
+    if session.state != SessionState::Open {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!("upload session {} takes no more parts: it is being completed", session.id),
+        ));
+    }
+    Ok(())
+}
+
+/// Passes a part's bytes on while counting and hashing them.
+struct PartReader<'a, B> {
+    body: &'a mut B,
+    len: u64,
+    seen: u64,
+    /// The part's own digest, when the client declared one to check.
+    part: Option<Sha256>,
+    /// The file's running digest, when this part is the next one it takes.
+    file: Option<ResumableSha256>,
+}
+
+impl<B: ByteStream> ByteStream for PartReader<'_, B> {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        let chunk = self.body.next_chunk().await?;
+        if let Some(c) = &chunk {
+            self.seen += c.len() as u64;
+            if self.seen > self.len {
+                return Err(StorageError::TooLarge { limit: self.len });
+            }
+            if let Some(h) = &mut self.part {
+                h.update(c);
+            }
+            if let Some(h) = &mut self.file {
+                h.update(c);
+            }
+        }
+        Ok(chunk)
+    }
+}
+
+/// Stores part `number` from `body` and records it.
+pub async fn store_part<M: MetadataStore, S: ObjectStore>(
+    meta: &M,
+    store: &S,
+    session: &UploadSession,
+    number: u32,
+    declared_sha256: Option<&str>,
+    body: &mut impl ByteStream,
+) -> Result<SessionPart, ApiError> {
+    check_open(session)?;
+    let len = session.plan.part_len(number)?;
+    let file = (number == session.hashed_parts + 1)
+        .then(|| ResumableSha256::from_hex(&session.hash_state))
+        .flatten();
+    let mut reader = PartReader {
+        body,
+        len,
+        seen: 0,
+        part: declared_sha256.map(|_| Sha256::new()),
+        file,
+    };
+    meta.pause(); // the client sends the body now: hold no connection meanwhile
+    let etag = store
+        .put_part(
+            &session.staging_key,
+            &session.backend_upload_id,
+            &session.plan,
+            number,
+            &mut reader,
+        )
+        .await?;
+    if reader.seen != len {
+        return Err(ApiError::new(
+            ErrorCode::SizeMismatch,
+            format!("part {number} must be {len} bytes, not {}", reader.seen),
+        ));
+    }
+    let sha256 = reader.part.map(|h| hex::encode(h.finalize()));
+    if let (Some(expected), Some(got)) = (declared_sha256, &sha256)
+        && expected != got
+    {
+        return Err(ApiError::new(
+            ErrorCode::DigestMismatch,
+            format!("part {number}'s sha256 is {got}, not the declared {expected}"),
+        ));
+    }
+    let part = SessionPart {
+        number,
+        size_bytes: len,
+        sha256: sha256.unwrap_or_default(),
+        etag,
+    };
+    let hash_state = reader.file.map(|h| h.to_hex());
+    meta.record_part(&session.id, &part, hash_state.as_deref())
+        .await?;
+    Ok(part)
+}
+
+/// The numbers of the parts not received (or not of their planned length).
+pub fn missing_parts(plan: &PartPlan, parts: &[SessionPart]) -> Vec<u32> {
+    (1..=plan.part_count)
+        .filter(|&n| {
+            !parts
+                .iter()
+                .any(|p| p.number == n && Ok(p.size_bytes) == plan.part_len(n))
+        })
+        .collect()
+}
+
+/// Completes the session: assemble, verify, commit. `upload` says where the file goes.
+pub async fn complete_session<M: MetadataStore, S: ObjectStore>(
+    meta: &M,
+    store: &S,
+    upload: &Upload,
+    session: &UploadSession,
+    parts: &[SessionPart],
+    sleep: &impl AsyncFn(Duration),
+) -> Result<File, ApiError> {
+    if session.state == SessionState::Open {
+        check_open(session)?;
+        let missing = missing_parts(&session.plan, parts);
+        if !missing.is_empty() {
+            let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
+            return Err(ApiError::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "{} of {} parts are missing: {}{}",
+                    missing.len(),
+                    session.plan.part_count,
+                    shown.join(", "),
+                    if missing.len() > shown.len() { ", ..." } else { "" }
+                ),
+            ));
+        }
+        store
+            .assemble_parts(
+                &session.staging_key,
+                &session.backend_upload_id,
+                &session.plan,
+                parts,
+                &session.sha256,
+            )
+            .await?;
+        meta.mark_assembled(&session.id).await?;
+    }
+    let pending = PendingUpload {
+        id: session.id.clone(),
+        package_id: session.package_id.clone(),
+        backend_id: session.backend_id.clone(),
+        staging_key: session.staging_key.clone(),
+        started_at: session.created_at,
+    };
+    let sha256 = file_digest(store, session).await?;
+    if sha256 != session.sha256 {
+        meta.append_audit(AuditDraft::for_package(
+            AuditEventType::UploadFailed,
+            &session.package_id,
+            &upload.actor,
+            json!({
+                "upload_id": session.id,
+                "relative_path": session.relative_path,
+                "size_bytes": session.plan.size_bytes,
+                "expected_sha256": session.sha256,
+                "actual_sha256": sha256,
+            }),
+        ))
+        .await?;
+        end_staging(meta, store, &pending).await;
+        return Err(ApiError::new(
+            ErrorCode::DigestMismatch,
+            format!(
+                "the assembled file's sha256 is {sha256}, not the declared {}; its bytes were \
+                 deleted and the session ended",
+                session.sha256
+            ),
+        ));
+    }
+    let result = place_and_commit(
+        meta,
+        store,
+        upload,
+        &pending,
+        session.plan.size_bytes,
+        sha256,
+        sleep,
+    )
+    .await;
+    if result.is_ok() {
+        end_staging(meta, store, &pending).await;
+    }
+    result
+}
+
+/// The whole file's sha256: the running digest of the parts taken in order, continued
+/// over the rest of the assembled object read back.
+async fn file_digest<S: ObjectStore>(
+    store: &S,
+    session: &UploadSession,
+) -> Result<String, ApiError> {
+    let (mut hasher, from) = match ResumableSha256::from_hex(&session.hash_state) {
+        Some(h) => (h, session.plan.offset(session.hashed_parts + 1)),
+        None => (ResumableSha256::new(), 0),
+    };
+    let size = session.plan.size_bytes;
+    if from < size {
+        let range = ByteRange {
+            start: from,
+            end_inclusive: size - 1,
+        };
+        let mut reader = store.get(&session.staging_key, Some(range)).await?;
+        let mut read = 0u64;
+        while let Some(chunk) = reader.next_chunk().await? {
+            read += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        if read != size - from {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                format!(
+                    "the assembled object has {} bytes from {from}, not {}",
+                    read,
+                    size - from
+                ),
+            ));
+        }
+    }
+    Ok(hasher.finish_hex())
+}

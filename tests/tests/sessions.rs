@@ -1,0 +1,445 @@
+//! Upload sessions, black box on both backends: a file sent as parts, each one request
+//! (`POST /packages/{id}/uploads`, `PUT /uploads/{id}/parts/{n}`, `GET /uploads/{id}`,
+//! `POST /uploads/{id}/complete`, `DELETE /uploads/{id}`), and the serverless profile: a
+//! 1 GiB file through a host that takes 10 MiB and 30 s per request.
+
+use anyhow::{Context, Result, ensure};
+use artifact_store_tests::{
+    Bytes, Config, TestApp, assert_problem, id, pseudo_random, read_json, s3, s3_env, sha256_hex,
+    start,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const MIB: usize = 1024 * 1024;
+
+/// Starts a session for `size` bytes with digest `sha256` in 5 MiB parts.
+async fn begin(app: &TestApp, pid: &str, path: &str, size: usize, sha256: &str) -> Result<(u16, Value)> {
+    app.post_json(
+        &app.tokens.producer,
+        &format!("/packages/{pid}/uploads"),
+        &json!({
+            "relative_path": path,
+            "size_bytes": size,
+            "sha256": sha256,
+            "media_type": "application/octet-stream",
+            "part_size": 5 * MIB,
+        }),
+    )
+    .await
+}
+
+async fn put_part(
+    app: &TestApp,
+    session: &str,
+    n: u32,
+    bytes: &[u8],
+    declared: Option<&str>,
+) -> Result<(u16, Value)> {
+    let mut req = app
+        .req(
+            reqwest::Method::PUT,
+            Some(&app.tokens.producer),
+            &format!("/uploads/{session}/parts/{n}"),
+        )
+        .body(bytes.to_vec());
+    if let Some(d) = declared {
+        req = req.header("x-artifact-sha256", d);
+    }
+    read_json(req.send().await?).await
+}
+
+async fn complete(app: &TestApp, session: &str) -> Result<(u16, Value)> {
+    app.post_json(
+        &app.tokens.producer,
+        &format!("/uploads/{session}/complete"),
+        &json!({}),
+    )
+    .await
+}
+
+async fn show(app: &TestApp, session: &str) -> Result<(u16, Value)> {
+    app.get_json(&app.tokens.producer, &format!("/uploads/{session}"))
+        .await
+}
+
+/// Part `n` (1-based) of `bytes` cut in 5 MiB parts.
+fn part(bytes: &[u8], n: u32) -> &[u8] {
+    let start = (n as usize - 1) * 5 * MIB;
+    &bytes[start..(start + 5 * MIB).min(bytes.len())]
+}
+
+/// Nothing of a session is left in the backend: no staging key, no multipart upload.
+async fn no_staging_left(app: &TestApp, s3: bool) -> Result<()> {
+    if s3 {
+        let env = s3_env()?.context("s3")?;
+        let prefix = app.s3_prefix.clone().context("s3 prefix")?;
+        let staged = s3::list_keys(&env, &format!("{prefix}staging/"))?;
+        ensure!(staged.is_empty(), "staging keys left: {staged:?}");
+        let open = s3::list_multipart_uploads(&env, &prefix)?;
+        ensure!(open.is_empty(), "multipart uploads left: {open:?}");
+    } else {
+        let conn = rusqlite::Connection::open(app.blobs_path())?;
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM spin_key_value WHERE store = 'blobs' AND key LIKE 'staging/%'",
+            [],
+            |r| r.get(0),
+        )?;
+        ensure!(n == 0, "{n} kv entries left under staging/");
+    }
+    Ok(())
+}
+
+pub async fn parts_in_order_make_the_file(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let pid = id(&app.create_package("sessions", "raw-evidence").await?);
+    let bytes = pseudo_random(1, 13 * MIB + 5);
+    let digest = sha256_hex(&bytes);
+    let (s, session) = begin(&app, &pid, "logs/big.bin", bytes.len(), &digest).await?;
+    ensure!(s == 201, "begin: {s} {session}");
+    let sid = session["id"].as_str().context("id")?.to_string();
+    ensure!(session["part_count"] == 3 && session["part_size"] == 5 * MIB, "{session}");
+    let parts = session["parts"].as_array().context("parts")?;
+    ensure!(
+        parts.len() == 3
+            && parts[2]["size_bytes"] == 3 * MIB + 5
+            && parts[0]["url"] == format!("/uploads/{sid}/parts/1")
+            && parts[0]["method"] == "PUT",
+        "{session}"
+    );
+    for n in 1..=3 {
+        // The second part's digest is declared, and checked.
+        let declared = (n == 2).then(|| sha256_hex(part(&bytes, 2)));
+        let (s, got) = put_part(&app, &sid, n, part(&bytes, n), declared.as_deref()).await?;
+        ensure!(s == 200 && got["number"] == n, "part {n}: {s} {got}");
+        if n == 2 {
+            ensure!(got["sha256"] == sha256_hex(part(&bytes, 2)), "{got}");
+        }
+    }
+    let (s, state) = show(&app, &sid).await?;
+    ensure!(
+        s == 200 && state["missing"] == json!([]) && state["received"].as_array().map(Vec::len) == Some(3),
+        "{s} {state}"
+    );
+    let (s, file) = complete(&app, &sid).await?;
+    ensure!(s == 201, "complete: {s} {file}");
+    ensure!(
+        file["sha256"] == digest.as_str()
+            && file["size_bytes"] == bytes.len()
+            && file["relative_path"] == "logs/big.bin",
+        "{file}"
+    );
+    let (s, got) = app.download(&app.tokens.producer, &id(&file)).await?;
+    ensure!(s == 200 && sha256_hex(&got) == digest, "download {s}");
+    // The session is over; its id is unknown now.
+    assert_problem(&show(&app, &sid).await?, 404, "not_found");
+    let events = app.audit_events(&pid, "file_uploaded").await?;
+    ensure!(events.len() == 1, "one upload event: {events:?}");
+    Ok(())
+}
+
+/// Parts in any order and parts sent twice: `complete` verifies by reading back; a client
+/// that lost its state resumes from `GET /uploads/{id}`.
+pub async fn parts_out_of_order_resent_and_resumed(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let pid = id(&app.create_package("sessions", "raw-evidence").await?);
+    let bytes = pseudo_random(2, 16 * MIB);
+    let digest = sha256_hex(&bytes);
+    let (_, session) = begin(&app, &pid, "a.bin", bytes.len(), &digest).await?;
+    let sid = session["id"].as_str().context("id")?.to_string();
+    for n in [4, 1, 3, 1] {
+        let (s, got) = put_part(&app, &sid, n, part(&bytes, n), None).await?;
+        ensure!(s == 200, "part {n}: {s} {got}");
+    }
+    // Completing early names what is missing.
+    let (s, early) = complete(&app, &sid).await?;
+    assert_problem(&(s, early.clone()), 409, "invalid_state");
+    ensure!(early["detail"].as_str().unwrap_or("").contains('2'), "{early}");
+    // A client that crashed asks what is left, and sends it.
+    let (_, state) = show(&app, &sid).await?;
+    ensure!(state["missing"] == json!([2]), "{state}");
+    put_part(&app, &sid, 2, part(&bytes, 2), None).await?;
+    let (s, file) = complete(&app, &sid).await?;
+    ensure!(s == 201 && file["sha256"] == digest.as_str(), "complete: {s} {file}");
+    let (s, got) = app.download(&app.tokens.producer, &id(&file)).await?;
+    ensure!(s == 200 && got == bytes, "download {s}");
+    Ok(())
+}
+
+/// A part with a wrong digest or length, or outside the plan, is refused and not recorded;
+/// sent right, it counts.
+pub async fn wrong_parts_are_refused(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let pid = id(&app.create_package("sessions", "raw-evidence").await?);
+    let bytes = pseudo_random(3, 7 * MIB);
+    let digest = sha256_hex(&bytes);
+    let (_, session) = begin(&app, &pid, "a.bin", bytes.len(), &digest).await?;
+    let sid = session["id"].as_str().context("id")?.to_string();
+    let wrong = sha256_hex(b"not this part");
+    assert_problem(
+        &put_part(&app, &sid, 1, part(&bytes, 1), Some(&wrong)).await?,
+        422,
+        "digest_mismatch",
+    );
+    assert_problem(
+        &put_part(&app, &sid, 2, &part(&bytes, 2)[1..], None).await?,
+        422,
+        "size_mismatch",
+    );
+    for n in [0, 3] {
+        let got = put_part(&app, &sid, n, part(&bytes, 1), None).await?;
+        assert_problem(&got, 422, "invalid_part");
+    }
+    let (_, state) = show(&app, &sid).await?;
+    ensure!(state["missing"] == json!([1, 2]), "nothing recorded: {state}");
+    // Another producer's token may not send parts (nor see the session).
+    let other = app
+        .req(
+            reqwest::Method::PUT,
+            Some(&app.tokens.other_producer),
+            &format!("/uploads/{sid}/parts/1"),
+        )
+        .body(part(&bytes, 1).to_vec())
+        .send()
+        .await?;
+    ensure!(
+        [403, 404].contains(&other.status().as_u16()),
+        "other producer: {}",
+        other.status()
+    );
+    for n in 1..=2 {
+        let (s, got) = put_part(&app, &sid, n, part(&bytes, n), None).await?;
+        ensure!(s == 200, "{got}");
+    }
+    let (s, file) = complete(&app, &sid).await?;
+    ensure!(s == 201 && file["sha256"] == digest.as_str(), "{s} {file}");
+    Ok(())
+}
+
+/// Parts that are each fine but make a file of another digest: `complete` refuses, deletes
+/// the bytes, ends the session and audits why.
+pub async fn a_wrong_whole_digest_ends_the_session(cfg: Config) -> Result<()> {
+    let s3 = cfg.bytes == Bytes::S3;
+    let app = start!(cfg);
+    let pid = id(&app.create_package("sessions", "raw-evidence").await?);
+    let bytes = pseudo_random(4, 6 * MIB);
+    let declared = sha256_hex(b"something else entirely");
+    let (_, session) = begin(&app, &pid, "a.bin", bytes.len(), &declared).await?;
+    let sid = session["id"].as_str().context("id")?.to_string();
+    // Out of order, so the digest is only known by reading back.
+    for n in [2, 1] {
+        ensure!(put_part(&app, &sid, n, part(&bytes, n), None).await?.0 == 200);
+    }
+    assert_problem(&complete(&app, &sid).await?, 422, "digest_mismatch");
+    assert_problem(&show(&app, &sid).await?, 404, "not_found");
+    let failed = app.audit_events(&pid, "upload_failed").await?;
+    ensure!(
+        failed.len() == 1
+            && failed[0]["details"]["expected_sha256"] == declared.as_str()
+            && failed[0]["details"]["actual_sha256"] == sha256_hex(&bytes),
+        "{failed:?}"
+    );
+    let (_, pkg) = app
+        .get_json(&app.tokens.producer, &format!("/packages/{pid}"))
+        .await?;
+    ensure!(pkg["file_count"] == 0, "no file: {pkg}");
+    no_staging_left(&app, s3).await?;
+    if !s3 {
+        ensure!(app.kv_chunk_bytes()? == 0, "no kv chunk left");
+    }
+    Ok(())
+}
+
+/// The bytes the backend holds are what `complete` checks: a part re-sent with other bytes
+/// after it went into the running digest must not pass on the first send's digest.
+pub async fn a_part_resent_with_other_bytes_is_checked_as_stored(cfg: Config) -> Result<()> {
+    let app = start!(cfg);
+    let pid = id(&app.create_package("sessions", "raw-evidence").await?);
+    let bytes = pseudo_random(6, 6 * MIB);
+    let digest = sha256_hex(&bytes);
+    let (_, session) = begin(&app, &pid, "a.bin", bytes.len(), &digest).await?;
+    let sid = session["id"].as_str().context("id")?.to_string();
+    let mut other = part(&bytes, 1).to_vec();
+    other[12345] ^= 1;
+    for (n, body) in [(1, part(&bytes, 1)), (1, &other[..]), (2, part(&bytes, 2))] {
+        ensure!(put_part(&app, &sid, n, body, None).await?.0 == 200);
+    }
+    assert_problem(&complete(&app, &sid).await?, 422, "digest_mismatch");
+    Ok(())
+}
+
+/// An expired session takes no more parts, and the sweep removes it and its bytes; an
+/// aborted one is gone at once.
+pub async fn expired_and_aborted_sessions_leave_nothing(cfg: Config) -> Result<()> {
+    let s3 = cfg.bytes == Bytes::S3;
+    let app = start!(cfg
+        .var("upload_session_seconds", "1")
+        .var("orphan_grace_seconds", "0"));
+    let pid = id(&app.create_package("sessions", "raw-evidence").await?);
+    let bytes = pseudo_random(5, 11 * MIB);
+    let digest = sha256_hex(&bytes);
+    let (_, aborted) = begin(&app, &pid, "b.bin", bytes.len(), &digest).await?;
+    let aborted = aborted["id"].as_str().context("id")?.to_string();
+    put_part(&app, &aborted, 1, part(&bytes, 1), None).await?;
+    let r = app
+        .req(
+            reqwest::Method::DELETE,
+            Some(&app.tokens.producer),
+            &format!("/uploads/{aborted}"),
+        )
+        .send()
+        .await?;
+    ensure!(r.status().as_u16() == 204, "abort: {}", r.status());
+    assert_problem(&show(&app, &aborted).await?, 404, "not_found");
+
+    let (_, session) = begin(&app, &pid, "a.bin", bytes.len(), &digest).await?;
+    let sid = session["id"].as_str().context("id")?.to_string();
+    put_part(&app, &sid, 2, part(&bytes, 2), None).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_problem(
+        &put_part(&app, &sid, 1, part(&bytes, 1), None).await?,
+        410,
+        "gone",
+    );
+    app.sweep().await?;
+    let removed = app.audit_events(&pid, "orphan_removed").await?;
+    ensure!(
+        removed.len() == 1 && removed[0]["details"]["upload_id"] == sid.as_str(),
+        "the expired session is removed: {removed:?}"
+    );
+    assert_problem(&show(&app, &sid).await?, 404, "not_found");
+    no_staging_left(&app, s3).await?;
+    if !s3 {
+        ensure!(app.kv_chunk_bytes()? == 0, "no kv chunk left");
+    }
+    Ok(())
+}
+
+/// The serverless profile: a host that takes at most 10 MiB and 30 s per request. A plain
+/// upload of 20 MiB cannot pass; a 1 GiB file goes through a session in 8 MiB parts (the
+/// default), then comes back (S3: through a presigned redirect; kv: in ranges) intact.
+pub async fn a_gibibyte_under_serverless_limits(cfg: Config) -> Result<()> {
+    const SIZE: u64 = 1024 * MIB as u64;
+    const PART: u64 = 8 * MIB as u64;
+    let s3 = cfg.bytes == Bytes::S3;
+    let app = start!(cfg
+        .harness_limit("HARNESS_MAX_REQUEST_BYTES", (10 * MIB).to_string())
+        .harness_limit("HARNESS_REQUEST_DEADLINE_SECONDS", "30"));
+    let pid = id(&app.create_package("serverless", "raw-evidence").await?);
+    // The host answers 413 before reading the body; the client may see that answer or, still
+    // sending, a closed connection. Either way nothing is stored.
+    let plain = app
+        .put_file(&app.tokens.producer, &pid, "plain.bin", vec![0u8; 20 * MIB])
+        .await;
+    if let Ok((s, body)) = &plain {
+        ensure!(*s == 413, "a 20 MiB request is over the host's cap: {s} {body}");
+    }
+
+    // The parts are generated (and hashed) one at a time: the test holds 8 MiB, not 1 GiB.
+    let part_bytes = |n: u64| pseudo_random(1000 + n, PART.min(SIZE - (n - 1) * PART) as usize);
+    let parts = SIZE.div_ceil(PART);
+    let mut whole = Sha256::new();
+    for n in 1..=parts {
+        whole.update(part_bytes(n));
+    }
+    let digest = hex::encode(whole.finalize());
+    let (s, session) = app
+        .post_json(
+            &app.tokens.producer,
+            &format!("/packages/{pid}/uploads"),
+            &json!({"relative_path": "release/bundle.tar", "size_bytes": SIZE, "sha256": digest}),
+        )
+        .await?;
+    ensure!(s == 201 && session["part_size"] == PART, "{s} {session}");
+    let sid = session["id"].as_str().context("id")?.to_string();
+    let started = std::time::Instant::now();
+    for n in 1..=parts {
+        let (s, got) = put_part(&app, &sid, n as u32, &part_bytes(n), None).await?;
+        ensure!(s == 200, "part {n}: {s} {got}");
+    }
+    let sent = started.elapsed();
+    let started = std::time::Instant::now();
+    let (s, file) = complete(&app, &sid).await?;
+    ensure!(s == 201 && file["sha256"] == digest.as_str(), "complete: {s} {file}");
+    eprintln!(
+        "1 GiB in {parts} parts: sent in {sent:?} ({:.0} MiB/s), completed in {:?}",
+        1024.0 / sent.as_secs_f64(),
+        started.elapsed()
+    );
+
+    let file_id = id(&file);
+    let mut back = Sha256::new();
+    let mut got = 0u64;
+    if s3 {
+        // The presigned URL carries its own authorization; the client follows it.
+        let r = app
+            .req(
+                reqwest::Method::GET,
+                Some(&app.tokens.producer),
+                &format!("/files/{file_id}/download?redirect=1"),
+            )
+            .send()
+            .await?;
+        ensure!(
+            [302, 303, 307].contains(&r.status().as_u16()),
+            "redirect: {}",
+            r.status()
+        );
+        let to = r
+            .headers()
+            .get("location")
+            .context("location")?
+            .to_str()?
+            .to_string();
+        let mut r = reqwest::get(&to).await?;
+        ensure!(r.status() == 200, "presigned GET: {}", r.status());
+        while let Some(chunk) = r.chunk().await? {
+            got += chunk.len() as u64;
+            back.update(&chunk);
+        }
+    } else {
+        // Each request within the host's limits: 128 MiB ranges.
+        let step = 128 * MIB as u64;
+        let mut start = 0;
+        while start < SIZE {
+            let end = (start + step).min(SIZE) - 1;
+            let mut r = app
+                .req(
+                    reqwest::Method::GET,
+                    Some(&app.tokens.producer),
+                    &format!("/files/{file_id}/download"),
+                )
+                .header("range", format!("bytes={start}-{end}"))
+                .send()
+                .await?;
+            ensure!(r.status() == 206, "range {start}-{end}: {}", r.status());
+            while let Some(chunk) = r.chunk().await? {
+                got += chunk.len() as u64;
+                back.update(&chunk);
+            }
+            start = end + 1;
+        }
+    }
+    ensure!(
+        got == SIZE && hex::encode(back.finalize()) == digest,
+        "downloaded {got} bytes with another digest"
+    );
+    Ok(())
+}
+
+mod scenarios {
+    pub use super::*;
+}
+
+artifact_store_tests::suite!(
+    scenarios;
+    sqlite_kv => (Sqlite, Kv, Harness),
+    postgres_s3 => (Postgres, S3, Harness); [
+    parts_in_order_make_the_file,
+    parts_out_of_order_resent_and_resumed,
+    wrong_parts_are_refused,
+    a_wrong_whole_digest_ends_the_session,
+    a_part_resent_with_other_bytes_is_checked_as_stored,
+    expired_and_aborted_sessions_leave_nothing,
+    a_gibibyte_under_serverless_limits,
+]);
