@@ -365,15 +365,13 @@ pub trait MetadataStore {
     /// Pins the object at `location` for a pending upload, under the blob's lock, and
     /// returns what it found (`PinState`). A sweep never deletes a pinned object; the pin
     /// ends with the upload's commit or its pending row. Only `Deleting` pins nothing.
-    async fn pin_blob(&self, pending_id: &str, location: &StorageLocation)
-    -> MetaResult<PinState>;
+    async fn pin_blob(&self, pending_id: &str, location: &StorageLocation) -> MetaResult<PinState>;
     /// Fails with `package_finalized`, `duplicate_path` or `not_found` and writes nothing.
     /// For an upload session, `pending_id` is the session's id.
     async fn commit_upload(&self, commit: &CommitUpload) -> MetaResult<File>;
-    /// Files sorted by `relative_path`, with their locations.
 
     // upload sessions (each rides on a pending upload of the same id: `abort_upload` ends
-    // both; `stale_uploads` leaves a session's alone until it expires)
+    // both; `stale_uploads` leaves a session's alone until it has expired)
     /// Records the session and its pending upload in one transaction.
     async fn create_session(&self, session: &UploadSession) -> MetaResult<()>;
     /// The session and its parts by number; `None` once it ended (or never existed).
@@ -389,7 +387,20 @@ pub trait MetadataStore {
     ) -> MetaResult<()>;
     /// `open` -> `assembled` (`invalid_state` from any other state).
     async fn mark_assembled(&self, session_id: &str) -> MetaResult<()>;
+    /// Moves an assembled session's running digest from `from_parts` to `to_parts`
+    /// digested parts; `false` when it was no longer at `from_parts` (another verifier
+    /// moved it).
+    async fn advance_digest(
+        &self,
+        session_id: &str,
+        from_parts: u32,
+        to_parts: u32,
+        hash_state: &str,
+    ) -> MetaResult<bool>;
+    /// Assembled sessions whose digest is not finished (the sweep continues them).
+    async fn sessions_to_verify(&self, limit: u32) -> MetaResult<Vec<UploadSession>>;
 
+    /// Files sorted by `relative_path`, with their locations.
     async fn list_files(&self, package_id: &str) -> MetaResult<Vec<(File, StorageLocation)>>;
     async fn get_file(&self, file_id: &str) -> MetaResult<Option<FileRecord>>;
 

@@ -49,7 +49,9 @@ impl PartPlan {
         }
         let part_size = match part_size {
             Some(p) => p,
-            None => DEFAULT_PART_SIZE.max(size_bytes.div_ceil(MAX_PARTS).next_multiple_of(PART_ALIGN)),
+            None => {
+                DEFAULT_PART_SIZE.max(size_bytes.div_ceil(MAX_PARTS).next_multiple_of(PART_ALIGN))
+            }
         };
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) || part_size % PART_ALIGN != 0 {
             return Err(invalid_part(format!(

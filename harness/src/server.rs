@@ -175,7 +175,10 @@ impl App {
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
                 .is_some_and(|n| n > max)
         {
-            return (empty_response(StatusCode::PAYLOAD_TOO_LARGE), Some(component));
+            return (
+                empty_response(StatusCode::PAYLOAD_TOO_LARGE),
+                Some(component),
+            );
         }
         if !req.headers().contains_key(http::header::HOST)
             && let Ok(v) = HeaderValue::from_str(&local.to_string())

@@ -177,6 +177,14 @@ pub fn harness_bin() -> PathBuf {
         .unwrap_or_else(|| target_dir().join("debug/harness"))
 }
 
+/// The `artifact-store` CLI binary (`ARTIFACT_STORE_CLI` overrides); `cargo xtask test`
+/// builds it with the other tested crates before the tests run.
+pub fn cli_bin() -> PathBuf {
+    std::env::var_os("ARTIFACT_STORE_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/artifact-store"))
+}
+
 /// The real Spin CLI from `../shared/spin/` (installed on first use by its `install.sh`;
 /// `SPIN_BIN` overrides), or `None` when this machine has no such folder.
 pub fn spin_bin() -> Result<Option<PathBuf>> {

@@ -57,7 +57,7 @@ async fn upload(
     bytes: Vec<u8>,
 ) -> Option<u16> {
     let mut req = http.put(url).bearer_auth(token);
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         req = req.header("x-artifact-sha256", sha256_hex(&bytes));
     }
     let r = req.body(bytes).send().await.ok()?;

@@ -14,7 +14,13 @@ use sha2::{Digest, Sha256};
 const MIB: usize = 1024 * 1024;
 
 /// Starts a session for `size` bytes with digest `sha256` in 5 MiB parts.
-async fn begin(app: &TestApp, pid: &str, path: &str, size: usize, sha256: &str) -> Result<(u16, Value)> {
+async fn begin(
+    app: &TestApp,
+    pid: &str,
+    path: &str,
+    size: usize,
+    sha256: &str,
+) -> Result<(u16, Value)> {
     app.post_json(
         &app.tokens.producer,
         &format!("/packages/{pid}/uploads"),
@@ -98,7 +104,10 @@ pub async fn parts_in_order_make_the_file(cfg: Config) -> Result<()> {
     let (s, session) = begin(&app, &pid, "logs/big.bin", bytes.len(), &digest).await?;
     ensure!(s == 201, "begin: {s} {session}");
     let sid = session["id"].as_str().context("id")?.to_string();
-    ensure!(session["part_count"] == 3 && session["part_size"] == 5 * MIB, "{session}");
+    ensure!(
+        session["part_count"] == 3 && session["part_size"] == 5 * MIB,
+        "{session}"
+    );
     let parts = session["parts"].as_array().context("parts")?;
     ensure!(
         parts.len() == 3
@@ -118,7 +127,9 @@ pub async fn parts_in_order_make_the_file(cfg: Config) -> Result<()> {
     }
     let (s, state) = show(&app, &sid).await?;
     ensure!(
-        s == 200 && state["missing"] == json!([]) && state["received"].as_array().map(Vec::len) == Some(3),
+        s == 200
+            && state["missing"] == json!([])
+            && state["received"].as_array().map(Vec::len) == Some(3),
         "{s} {state}"
     );
     let (s, file) = complete(&app, &sid).await?;
@@ -154,13 +165,19 @@ pub async fn parts_out_of_order_resent_and_resumed(cfg: Config) -> Result<()> {
     // Completing early names what is missing.
     let (s, early) = complete(&app, &sid).await?;
     assert_problem(&(s, early.clone()), 409, "invalid_state");
-    ensure!(early["detail"].as_str().unwrap_or("").contains('2'), "{early}");
+    ensure!(
+        early["detail"].as_str().unwrap_or("").contains('2'),
+        "{early}"
+    );
     // A client that crashed asks what is left, and sends it.
     let (_, state) = show(&app, &sid).await?;
     ensure!(state["missing"] == json!([2]), "{state}");
     put_part(&app, &sid, 2, part(&bytes, 2), None).await?;
     let (s, file) = complete(&app, &sid).await?;
-    ensure!(s == 201 && file["sha256"] == digest.as_str(), "complete: {s} {file}");
+    ensure!(
+        s == 201 && file["sha256"] == digest.as_str(),
+        "complete: {s} {file}"
+    );
     let (s, got) = app.download(&app.tokens.producer, &id(&file)).await?;
     ensure!(s == 200 && got == bytes, "download {s}");
     Ok(())
@@ -191,7 +208,10 @@ pub async fn wrong_parts_are_refused(cfg: Config) -> Result<()> {
         assert_problem(&got, 422, "invalid_part");
     }
     let (_, state) = show(&app, &sid).await?;
-    ensure!(state["missing"] == json!([1, 2]), "nothing recorded: {state}");
+    ensure!(
+        state["missing"] == json!([1, 2]),
+        "nothing recorded: {state}"
+    );
     // Another producer's token may not send parts (nor see the session).
     let other = app
         .req(
@@ -268,13 +288,47 @@ pub async fn a_part_resent_with_other_bytes_is_checked_as_stored(cfg: Config) ->
     Ok(())
 }
 
+/// A read-back that does not fit `verify_budget_ms` answers 202 with its progress and goes
+/// on at the next call; the sweep moves it on too.
+pub async fn a_read_back_past_its_budget_answers_202_and_goes_on(cfg: Config) -> Result<()> {
+    let app = start!(cfg.var("verify_budget_ms", "1"));
+    let pid = id(&app.create_package("sessions", "raw-evidence").await?);
+    let bytes = pseudo_random(7, 16 * MIB);
+    let digest = sha256_hex(&bytes);
+    let (_, session) = begin(&app, &pid, "a.bin", bytes.len(), &digest).await?;
+    let sid = session["id"].as_str().context("id")?.to_string();
+    // Last first: only part 1, which comes last, is digested on the way in.
+    for n in [4, 3, 2, 1] {
+        ensure!(put_part(&app, &sid, n, part(&bytes, n), None).await?.0 == 200);
+    }
+    for verified in [10 * MIB, 15 * MIB] {
+        let (s, got) = complete(&app, &sid).await?;
+        ensure!(
+            s == 202 && got["state"] == "verifying" && got["verified_bytes"] == verified,
+            "one part per call within 1 ms: {s} {got}"
+        );
+    }
+    app.sweep().await?;
+    let (_, state) = show(&app, &sid).await?;
+    ensure!(
+        state["state"] == "assembled" && state["verified_bytes"] == bytes.len(),
+        "the sweep verified the last part: {state}"
+    );
+    let (s, file) = complete(&app, &sid).await?;
+    ensure!(s == 201 && file["sha256"] == digest.as_str(), "{s} {file}");
+    let (s, got) = app.download(&app.tokens.producer, &id(&file)).await?;
+    ensure!(s == 200 && got == bytes, "download {s}");
+    Ok(())
+}
+
 /// An expired session takes no more parts, and the sweep removes it and its bytes; an
 /// aborted one is gone at once.
 pub async fn expired_and_aborted_sessions_leave_nothing(cfg: Config) -> Result<()> {
     let s3 = cfg.bytes == Bytes::S3;
-    let app = start!(cfg
-        .var("upload_session_seconds", "1")
-        .var("orphan_grace_seconds", "0"));
+    let app = start!(
+        cfg.var("upload_session_seconds", "1")
+            .var("orphan_grace_seconds", "0")
+    );
     let pid = id(&app.create_package("sessions", "raw-evidence").await?);
     let bytes = pseudo_random(5, 11 * MIB);
     let digest = sha256_hex(&bytes);
@@ -322,9 +376,10 @@ pub async fn a_gibibyte_under_serverless_limits(cfg: Config) -> Result<()> {
     const SIZE: u64 = 1024 * MIB as u64;
     const PART: u64 = 8 * MIB as u64;
     let s3 = cfg.bytes == Bytes::S3;
-    let app = start!(cfg
-        .harness_limit("HARNESS_MAX_REQUEST_BYTES", (10 * MIB).to_string())
-        .harness_limit("HARNESS_REQUEST_DEADLINE_SECONDS", "30"));
+    let app = start!(
+        cfg.harness_limit("HARNESS_MAX_REQUEST_BYTES", (10 * MIB).to_string())
+            .harness_limit("HARNESS_REQUEST_DEADLINE_SECONDS", "30")
+    );
     let pid = id(&app.create_package("serverless", "raw-evidence").await?);
     // The host answers 413 before reading the body; the client may see that answer or, still
     // sending, a closed connection. Either way nothing is stored.
@@ -332,7 +387,10 @@ pub async fn a_gibibyte_under_serverless_limits(cfg: Config) -> Result<()> {
         .put_file(&app.tokens.producer, &pid, "plain.bin", vec![0u8; 20 * MIB])
         .await;
     if let Ok((s, body)) = &plain {
-        ensure!(*s == 413, "a 20 MiB request is over the host's cap: {s} {body}");
+        ensure!(
+            *s == 413,
+            "a 20 MiB request is over the host's cap: {s} {body}"
+        );
     }
 
     // The parts are generated (and hashed) one at a time: the test holds 8 MiB, not 1 GiB.
@@ -360,7 +418,10 @@ pub async fn a_gibibyte_under_serverless_limits(cfg: Config) -> Result<()> {
     let sent = started.elapsed();
     let started = std::time::Instant::now();
     let (s, file) = complete(&app, &sid).await?;
-    ensure!(s == 201 && file["sha256"] == digest.as_str(), "complete: {s} {file}");
+    ensure!(
+        s == 201 && file["sha256"] == digest.as_str(),
+        "complete: {s} {file}"
+    );
     eprintln!(
         "1 GiB in {parts} parts: sent in {sent:?} ({:.0} MiB/s), completed in {:?}",
         1024.0 / sent.as_secs_f64(),
@@ -440,6 +501,16 @@ artifact_store_tests::suite!(
     wrong_parts_are_refused,
     a_wrong_whole_digest_ends_the_session,
     a_part_resent_with_other_bytes_is_checked_as_stored,
+    a_read_back_past_its_budget_answers_202_and_goes_on,
     expired_and_aborted_sessions_leave_nothing,
     a_gibibyte_under_serverless_limits,
+]);
+
+// Under the real Spin CLI: the routes, variables and the in-order digest across instances.
+artifact_store_tests::suite!(
+    scenarios;
+    spin_sqlite_kv => (Sqlite, Kv, Spin),
+    spin_postgres_s3 => (Postgres, S3, Spin); [
+    parts_in_order_make_the_file,
+    a_read_back_past_its_budget_answers_202_and_goes_on,
 ]);

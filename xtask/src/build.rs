@@ -19,12 +19,15 @@ pub const COMPONENTS: [&str; 8] = [
 ];
 
 /// The native crates whose tests `cargo xtask test` runs.
-const TESTED_CRATES: [&str; 5] = [
+/// Testing `artifact-store-cli` (it has an integration test) also builds its binary, which
+/// the black-box suite `tests/tests/cli.rs` runs.
+const TESTED_CRATES: [&str; 6] = [
     "artifact-store-core",
     "artifact-store-handlers",
     "harness",
     "artifact-store-tests",
     "xtask",
+    "artifact-store-cli",
 ];
 
 pub fn repo_root() -> PathBuf {
@@ -143,9 +146,9 @@ pub fn up(listen: &str, new_token: bool, extra: &[String], spin: bool) -> Result
 
 pub fn test(s3: S3Server, cargo_args: &[String]) -> Result<()> {
     check_core_is_pure()?;
-    // The black-box tests run the `harness` binary as a child process; `cargo test -p
-    // harness` builds it (with the same unified features as the tests, so wasmtime is
-    // compiled once) before any test runs.
+    // The black-box tests run the `harness` and `artifact-store` binaries as child
+    // processes; `cargo test -p harness -p artifact-store-cli` builds them (with the same
+    // unified features as the tests, so wasmtime is compiled once) before any test runs.
     build_components()?;
     services::ensure_postgres()?;
     let spin = services::install_spin()?;

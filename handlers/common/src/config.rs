@@ -18,6 +18,8 @@ pub const DEFAULT_ORPHAN_GRACE_SECS: i64 = 86_400;
 /// a sweeper that died mid-batch leaves its claims to the next sweep after this.
 pub const DEFAULT_SWEEP_LEASE_SECS: i64 = 900;
 pub const DEFAULT_PRESIGN_SECS: u64 = 300;
+/// Leaves a third of a 30 s serverless request for the rest of `complete`.
+pub const DEFAULT_VERIFY_BUDGET_MS: u64 = 20_000;
 
 /// Which backend receives new uploads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,9 @@ pub struct Config {
     pub s3_presign_seconds: u64,
     /// How long an upload session takes parts (`upload_session_seconds`).
     pub upload_session_seconds: i64,
+    /// How long one request (or sweep) may spend reading back and hashing an upload
+    /// session's file (`verify_budget_ms`); what is left waits for the next one.
+    pub verify_budget_ms: u64,
     /// Hash every full download in the component and break the response on a mismatch
     /// (`false`: S3 bytes are moved host-side, unhashed; clients check `Repr-Digest`).
     pub verify_downloads: bool,
@@ -125,6 +130,7 @@ impl Config {
         if upload_session_seconds < 1 {
             return Err(bad("upload_session_seconds", "must be at least 1"));
         }
+        let verify_budget_ms: u64 = number(&lookup, "verify_budget_ms", DEFAULT_VERIFY_BUDGET_MS)?;
         let max_file_bytes: u64 = number(&lookup, "max_file_bytes", DEFAULT_MAX_FILE_BYTES)?;
         // S3 takes an object in one PutObject (the fast path) or copies it in one
         // CopyObject (promotion) only up to 5 GiB: a larger limit would fail each such
@@ -163,6 +169,7 @@ impl Config {
             orphan_grace_seconds,
             sweep_lease_seconds,
             upload_session_seconds,
+            verify_budget_ms,
             s3_presign_seconds: number(&lookup, "s3_presign_seconds", DEFAULT_PRESIGN_SECS)?,
             lookup: raw,
         })

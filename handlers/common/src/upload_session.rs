@@ -7,9 +7,10 @@
 //!    extends the session's running sha256 on the way (no read-back later); a part with a
 //!    declared sha256 is checked against it.
 //! 3. `complete_session`: the parts become one object (once), the whole file's sha256 is
-//!    finished (reading back only what the running digest lacks), and on a match the file
-//!    is committed as any upload; on a mismatch the bytes are deleted, the session ends and
-//!    an `upload_failed` event says why.
+//!    finished (reading back only what the running digest lacks, within a time budget:
+//!    past it, the answer is "still verifying" and the next call, or the sweep, goes on),
+//!    and on a match the file is committed as any upload; on a mismatch the bytes are
+//!    deleted, the session ends and an `upload_failed` event says why.
 //!
 //! An abandoned session is an orphan like any pending upload once it has expired: the
 //! sweep deletes its staging key (which drops the parts) and forgets it.
@@ -88,7 +89,10 @@ fn check_open(session: &UploadSession) -> Result<(), ApiError> {
     if session.state != SessionState::Open {
         return Err(ApiError::new(
             ErrorCode::InvalidState,
-            format!("upload session {} takes no more parts: it is being completed", session.id),
+            format!(
+                "upload session {} takes no more parts: it is being completed",
+                session.id
+            ),
         ));
     }
     Ok(())
@@ -193,15 +197,27 @@ pub fn missing_parts(plan: &PartPlan, parts: &[SessionPart]) -> Vec<u32> {
         .collect()
 }
 
-/// Completes the session: assemble, verify, commit. `upload` says where the file goes.
+/// What `complete` came to.
+#[derive(Debug)]
+pub enum Completion {
+    /// The file is committed.
+    Committed(File),
+    /// The whole-file digest is not finished: the budget ran out after `verified_bytes`
+    /// (stored; the next `complete`, or the sweep, continues from there).
+    Verifying { verified_bytes: u64 },
+}
+
+/// Completes the session: assemble (once), verify within `budget`, commit. `upload` says
+/// where the file goes.
 pub async fn complete_session<M: MetadataStore, S: ObjectStore>(
     meta: &M,
     store: &S,
     upload: &Upload,
     session: &UploadSession,
     parts: &[SessionPart],
+    budget: Duration,
     sleep: &impl AsyncFn(Duration),
-) -> Result<File, ApiError> {
+) -> Result<Completion, ApiError> {
     if session.state == SessionState::Open {
         check_open(session)?;
         let missing = missing_parts(&session.plan, parts);
@@ -214,7 +230,11 @@ pub async fn complete_session<M: MetadataStore, S: ObjectStore>(
                     missing.len(),
                     session.plan.part_count,
                     shown.join(", "),
-                    if missing.len() > shown.len() { ", ..." } else { "" }
+                    if missing.len() > shown.len() {
+                        ", ..."
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -229,6 +249,12 @@ pub async fn complete_session<M: MetadataStore, S: ObjectStore>(
             .await?;
         meta.mark_assembled(&session.id).await?;
     }
+    let sha256 = match verify_slice(meta, store, session, budget).await? {
+        Verified::Done(sha256) => sha256,
+        Verified::Partial { verified_bytes } => {
+            return Ok(Completion::Verifying { verified_bytes });
+        }
+    };
     let pending = PendingUpload {
         id: session.id.clone(),
         package_id: session.package_id.clone(),
@@ -236,7 +262,6 @@ pub async fn complete_session<M: MetadataStore, S: ObjectStore>(
         staging_key: session.staging_key.clone(),
         started_at: session.created_at,
     };
-    let sha256 = file_digest(store, session).await?;
     if sha256 != session.sha256 {
         meta.append_audit(AuditDraft::for_package(
             AuditEventType::UploadFailed,
@@ -271,27 +296,48 @@ pub async fn complete_session<M: MetadataStore, S: ObjectStore>(
         sleep,
     )
     .await;
-    if result.is_ok() {
-        end_staging(meta, store, &pending).await;
+    match &result {
+        Ok(_) => end_staging(meta, store, &pending).await,
+        // A busy backend or a sweep in the way: the session stays for a retry. Any other
+        // refusal (the path is taken, the package finalized) stands: end the session.
+        Err(e) if e.status() == 503 => {}
+        Err(_) => end_staging(meta, store, &pending).await,
     }
-    result
+    result.map(Completion::Committed)
 }
 
-/// The whole file's sha256: the running digest of the parts taken in order, continued
-/// over the rest of the assembled object read back.
-async fn file_digest<S: ObjectStore>(
+/// Where a session's whole-file digest stands after a slice of verification.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// The digest of the whole assembled file.
+    Done(String),
+    /// Parts up to `verified_bytes` are digested (the state is stored).
+    Partial { verified_bytes: u64 },
+}
+
+/// Continues an assembled session's running digest over the object read back, a part at a
+/// time, until it is finished or `budget` is spent (at least one part per call, so every
+/// call moves it on), and stores where it got. sha256 in a component runs at 50-85 MiB/s:
+/// a 5 GiB file read back whole would not fit one request of a serverless host.
+pub async fn verify_slice<M: MetadataStore, S: ObjectStore>(
+    meta: &M,
     store: &S,
     session: &UploadSession,
-) -> Result<String, ApiError> {
+    budget: Duration,
+) -> Result<Verified, ApiError> {
+    let started = std::time::Instant::now();
+    let plan = &session.plan;
     let (mut hasher, from) = match ResumableSha256::from_hex(&session.hash_state) {
-        Some(h) => (h, session.plan.offset(session.hashed_parts + 1)),
+        Some(h) => (h, session.hashed_parts.min(plan.part_count)),
         None => (ResumableSha256::new(), 0),
     };
-    let size = session.plan.size_bytes;
-    if from < size {
+    let mut done = from;
+    while done < plan.part_count && (done == from || started.elapsed() < budget) {
+        let n = done + 1;
+        let (offset, len) = (plan.offset(n), plan.part_len(n)?);
         let range = ByteRange {
-            start: from,
-            end_inclusive: size - 1,
+            start: offset,
+            end_inclusive: offset + len - 1,
         };
         let mut reader = store.get(&session.staging_key, Some(range)).await?;
         let mut read = 0u64;
@@ -299,16 +345,23 @@ async fn file_digest<S: ObjectStore>(
             read += chunk.len() as u64;
             hasher.update(&chunk);
         }
-        if read != size - from {
+        if read != len {
             return Err(ApiError::new(
                 ErrorCode::Internal,
-                format!(
-                    "the assembled object has {} bytes from {from}, not {}",
-                    read,
-                    size - from
-                ),
+                format!("part {n} of the assembled object has {read} bytes, not {len}"),
             ));
         }
+        done = n;
     }
-    Ok(hasher.finish_hex())
+    if done > from {
+        // Kept even when finished: a `complete` after the sweep's slice reads nothing back.
+        meta.advance_digest(&session.id, from, done, &hasher.to_hex())
+            .await?;
+    }
+    if done == plan.part_count {
+        return Ok(Verified::Done(hasher.finish_hex()));
+    }
+    Ok(Verified::Partial {
+        verified_bytes: plan.offset(done + 1),
+    })
 }

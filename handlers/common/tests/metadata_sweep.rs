@@ -99,6 +99,7 @@ fn cfg() -> SweepConfig {
         open_ttl_secs: 86_400,
         lease_secs: 600,
         orphan_grace_secs: 3_600,
+        verify_budget: std::time::Duration::from_secs(1),
     }
 }
 

@@ -91,6 +91,7 @@ fn sweep_config(orphan_grace_secs: i64) -> SweepConfig {
         open_ttl_secs: 365 * 86_400,
         lease_secs: 600,
         orphan_grace_secs,
+        verify_budget: std::time::Duration::from_secs(1),
     }
 }
 
@@ -487,7 +488,11 @@ async fn world_mid_write() -> (Rc<World>, String, artifact_store_core::ports::Pe
     let world = new_world(Fault::Fail, usize::MAX).await;
     let s = world.db.connect().await;
     let target = s
-        .create_package(new_package("beta", RetentionClass::RawEvidence, time::now()))
+        .create_package(new_package(
+            "beta",
+            RetentionClass::RawEvidence,
+            time::now(),
+        ))
         .await
         .unwrap()
         .id;
@@ -575,7 +580,11 @@ async fn a_writer_that_never_commits_is_taken_over() {
     assert_eq!(waits.get(), 6, "the bounded waits");
     assert_eq!(world.promotes.get(), 1, "writes the bytes itself");
     assert_eq!(
-        world.objects.borrow().get(&location_of_bytes().object_key).map(Vec::as_slice),
+        world
+            .objects
+            .borrow()
+            .get(&location_of_bytes().object_key)
+            .map(Vec::as_slice),
         Some(BYTES)
     );
     assert_eq!(file.sha256, digest());

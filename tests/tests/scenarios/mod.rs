@@ -94,11 +94,32 @@ pub async fn pilot_flow(cfg: Config) -> Result<()> {
         ids.insert(path.clone(), id(&body));
     }
 
-    // The manifest is not there while the package is open.
+    // The manifest is not there while the package is open; the file list is, with ids.
     let (status, body) = app
         .get_json(&producer, &format!("/packages/{pid}/manifest"))
         .await?;
     ensure!(status == 409, "manifest while open: {status} {body}");
+    let (status, listed) = app
+        .get_json(&app.tokens.reader, &format!("/packages/{pid}/files"))
+        .await?;
+    ensure!(status == 200, "file list: {status} {listed}");
+    let listed: BTreeMap<String, String> = listed["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .map(|f| (f["relative_path"].as_str().unwrap_or("").to_string(), id(f)))
+        .collect();
+    ensure!(listed == ids, "the file list names every file with its id");
+    let (status, _) = app
+        .get_json(
+            &app.tokens.other_producer,
+            &format!("/packages/{pid}/files"),
+        )
+        .await?;
+    ensure!(
+        status == 404,
+        "another producer may not list the files: {status}"
+    );
 
     let (status, fin) = app.finalize(&producer, &pid).await?;
     ensure!(

@@ -38,6 +38,7 @@ async fn route(mut req: Request) -> Result<Reply, ApiError> {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (req.method.as_str(), segs.as_slice()) {
         ("POST", ["packages", id, "files"]) => upload_multipart(&mut req, id).await,
+        ("GET", ["packages", id, "files"]) => list_files(&req, id).await,
         ("PUT", ["packages", id, "files", _, ..]) => upload_raw(&mut req, id).await,
         ("POST", ["packages", id, "finalize"]) => finalize(&req, id).await,
         ("POST", ["packages", id, "uploads"]) => sessions::create(&mut req, id).await,
@@ -45,8 +46,8 @@ async fn route(mut req: Request) -> Result<Reply, ApiError> {
         ("DELETE", ["uploads", id]) => sessions::abort(&req, id).await,
         ("PUT", ["uploads", id, "parts", n]) => sessions::put_part(&mut req, id, n).await,
         ("POST", ["uploads", id, "complete"]) => sessions::complete(&req, id).await,
-        (_, ["packages", _, "files"])
-        | (_, ["packages", _, "finalize"])
+        (_, ["packages", _, "files"]) => Err(no_route(true, &["GET", "POST"])),
+        (_, ["packages", _, "finalize"])
         | (_, ["packages", _, "uploads"])
         | (_, ["uploads", _, "complete"]) => Err(no_route(true, &["POST"])),
         (_, ["uploads", _]) => Err(no_route(true, &["GET", "DELETE"])),
@@ -277,6 +278,21 @@ async fn check_package(ctx: &Ctx, id: &str) -> Result<(), ApiError> {
     auth::require_write(&ctx.principal, &package.producer)?;
     state::check_upload(package.status)?;
     Ok(())
+}
+
+/// The package's files with their ids, open or finalized: what a client needs to resume
+/// an upload or to download (the manifest, for finalized packages only, names no ids).
+async fn list_files(req: &Request, id: &str) -> Result<Reply, ApiError> {
+    let ctx = Ctx::open(req).await?;
+    ctx.readable_package(id).await?;
+    let files: Vec<File> = ctx
+        .meta
+        .list_files(id)
+        .await?
+        .into_iter()
+        .map(|(file, _)| file)
+        .collect();
+    Ok(Reply::json(200, &super::single_page(files)))
 }
 
 async fn finalize(req: &Request, id: &str) -> Result<Reply, ApiError> {

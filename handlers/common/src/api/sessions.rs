@@ -18,7 +18,7 @@ use crate::request::{Request, str_field};
 use crate::splice;
 use crate::storage::{Backend, Backends};
 use crate::upload::Upload;
-use crate::upload_session::{self, SessionRequest, missing_parts};
+use crate::upload_session::{self, Completion, SessionRequest, missing_parts};
 
 /// The session as JSON: its plan, where each part goes, and what has arrived.
 fn present(s: &UploadSession, parts: &[SessionPart]) -> Value {
@@ -53,6 +53,7 @@ fn present(s: &UploadSession, parts: &[SessionPart]) -> Value {
         "part_size": s.plan.part_size,
         "part_count": s.plan.part_count,
         "state": s.state.as_str(),
+        "verified_bytes": s.plan.offset(s.hashed_parts + 1).min(s.plan.size_bytes),
         "created_at": time::format(s.created_at),
         "expires_at": time::format(s.expires_at),
         "parts": send,
@@ -97,13 +98,15 @@ pub async fn create(req: &mut Request, package_id: &str) -> Result<Reply, ApiErr
         Some(Value::String(s)) => Some(s.as_str()),
         _ => None,
     })?;
-    let size = u64_field(&body, "size_bytes")?.ok_or_else(|| {
-        ApiError::new(ErrorCode::BadRequest, "`size_bytes` is required")
-    })?;
+    let size = u64_field(&body, "size_bytes")?
+        .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "`size_bytes` is required"))?;
     if size > ctx.config.max_file_bytes {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!("the file is larger than {} bytes", ctx.config.max_file_bytes),
+            format!(
+                "the file is larger than {} bytes",
+                ctx.config.max_file_bytes
+            ),
         ));
     }
     let plan = PartPlan::new(size, u64_field(&body, "part_size")?)?;
@@ -165,7 +168,10 @@ pub async fn show(req: &Request, id: &str) -> Result<Reply, ApiError> {
 pub async fn put_part(req: &mut Request, id: &str, number: &str) -> Result<Reply, ApiError> {
     let ctx = Ctx::open(req).await?;
     let number: u32 = number.parse().map_err(|_| {
-        ApiError::new(ErrorCode::InvalidPart, "the part number must be a positive integer")
+        ApiError::new(
+            ErrorCode::InvalidPart,
+            "the part number must be a positive integer",
+        )
     })?;
     let declared = req
         .header("x-artifact-sha256")
@@ -206,16 +212,33 @@ pub async fn complete(req: &Request, id: &str) -> Result<Reply, ApiError> {
     let backends = Backends::from_config(&ctx.config)?;
     let backend = session_backend(&backends, &session)?;
     let upload = upload_for(&ctx, backend, &session);
-    let file = upload_session::complete_session(
+    let budget = std::time::Duration::from_millis(ctx.config.verify_budget_ms);
+    let done = upload_session::complete_session(
         &ctx.meta,
         backend,
         &upload,
         &session,
         &parts,
+        budget,
         &splice::sleep,
     )
     .await?;
-    Ok(Reply::json(201, &file).with_header("location", format!("/files/{}/download", file.id)))
+    Ok(match done {
+        Completion::Committed(file) => {
+            Reply::json(201, &file).with_header("location", format!("/files/{}/download", file.id))
+        }
+        // Call again: each call verifies for up to `verify_budget_ms`.
+        Completion::Verifying { verified_bytes } => Reply::json(
+            202,
+            &json!({
+                "id": session.id,
+                "state": "verifying",
+                "verified_bytes": verified_bytes,
+                "size_bytes": session.plan.size_bytes,
+            }),
+        )
+        .with_header("retry-after", "1"),
+    })
 }
 
 pub async fn abort(req: &Request, id: &str) -> Result<Reply, ApiError> {

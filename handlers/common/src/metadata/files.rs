@@ -3,7 +3,7 @@
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::{AuditEventType, File, PackageStatus, StorageLocation};
 use artifact_store_core::ports::{
-    AuditDraft, BlobState, CommitUpload, PinState, FileRecord, MetaResult, PendingUpload,
+    AuditDraft, BlobState, CommitUpload, FileRecord, MetaResult, PendingUpload, PinState,
 };
 use artifact_store_core::time;
 use serde_json::json;

@@ -24,7 +24,6 @@ mod store;
 mod sweeps;
 
 use artifact_store_core::audit::ChainHead;
-use artifact_store_core::session::{SessionPart, UploadSession};
 use artifact_store_core::model::{
     AuditEvent, File, Hold, Package, Page, RetentionEvent, StorageLocation, Timestamp,
 };
@@ -32,6 +31,7 @@ use artifact_store_core::ports::{
     AuditDraft, AuditFilter, BlobState, CommitUpload, FileRecord, MetaResult, MetadataError,
     MetadataStore, NewPackage, PackageFilter, PageRequest, PendingUpload, PinState, SweepClaim,
 };
+use artifact_store_core::session::{SessionPart, UploadSession};
 
 pub use conn::{Dialect, SqlConn, SqlError, SqlErrorKind, SqlRow, SqlValue};
 pub use migrate::migration_set;
@@ -124,11 +124,7 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
         self.blob_state_impl(backend_id, object_key).await
     }
 
-    async fn pin_blob(
-        &self,
-        pending_id: &str,
-        location: &StorageLocation,
-    ) -> MetaResult<PinState> {
+    async fn pin_blob(&self, pending_id: &str, location: &StorageLocation) -> MetaResult<PinState> {
         self.pin_blob_impl(pending_id, location).await
     }
 
@@ -140,10 +136,7 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
         self.create_session_impl(session).await
     }
 
-    async fn get_session(
-        &self,
-        id: &str,
-    ) -> MetaResult<Option<(UploadSession, Vec<SessionPart>)>> {
+    async fn get_session(&self, id: &str) -> MetaResult<Option<(UploadSession, Vec<SessionPart>)>> {
         self.get_session_impl(id).await
     }
 
@@ -158,6 +151,21 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
 
     async fn mark_assembled(&self, session_id: &str) -> MetaResult<()> {
         self.mark_assembled_impl(session_id).await
+    }
+
+    async fn advance_digest(
+        &self,
+        session_id: &str,
+        from_parts: u32,
+        to_parts: u32,
+        hash_state: &str,
+    ) -> MetaResult<bool> {
+        self.advance_digest_impl(session_id, from_parts, to_parts, hash_state)
+            .await
+    }
+
+    async fn sessions_to_verify(&self, limit: u32) -> MetaResult<Vec<UploadSession>> {
+        self.sessions_to_verify_impl(limit).await
     }
 
     async fn list_files(&self, package_id: &str) -> MetaResult<Vec<(File, StorageLocation)>> {

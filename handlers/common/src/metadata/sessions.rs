@@ -205,6 +205,43 @@ impl<C: SqlConn> SqlStore<C> {
     }
 }
 
+impl<C: SqlConn> SqlStore<C> {
+    pub(crate) async fn advance_digest_impl(
+        &self,
+        session_id: &str,
+        from_parts: u32,
+        to_parts: u32,
+        hash_state: &str,
+    ) -> MetaResult<bool> {
+        let moved = self
+            .exec(
+                "UPDATE upload_sessions SET hashed_parts = ?, hash_state = ? \
+                 WHERE id = ? AND state = 'assembled' AND hashed_parts = ?",
+                &[
+                    i64::from(to_parts).into(),
+                    hash_state.into(),
+                    session_id.into(),
+                    i64::from(from_parts).into(),
+                ],
+            )
+            .await?;
+        Ok(moved == 1)
+    }
+
+    pub(crate) async fn sessions_to_verify_impl(
+        &self,
+        limit: u32,
+    ) -> MetaResult<Vec<UploadSession>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM upload_sessions \
+             WHERE state = 'assembled' AND hashed_parts < part_count \
+             ORDER BY created_at, id LIMIT {}",
+            limit.max(1)
+        );
+        self.rows(&sql, &[]).await?.iter().map(session).collect()
+    }
+}
+
 fn not_open(session_id: &str) -> artifact_store_core::ports::MetadataError {
     domain(
         ErrorCode::InvalidState,

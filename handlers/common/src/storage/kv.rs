@@ -22,11 +22,11 @@ use std::cell::OnceCell;
 use std::rc::Rc;
 
 use artifact_store_core::model::StorageLocation;
-use artifact_store_core::session::{PartPlan, SessionPart};
 use artifact_store_core::ports::{
     BackendHealth, ByteRange, ByteStream, HealthStatus, ObjectInfo, ObjectStore, PutMetadata,
     PutReceipt, StorageError,
 };
+use artifact_store_core::session::{PartPlan, SessionPart};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use spin_sdk::key_value::Store;
@@ -60,7 +60,9 @@ pub enum KvEntry {
     /// An upload session's staging key while parts arrive: its chunks are written in any
     /// order, so a deletion cannot find their end by looking; this says how many there
     /// may be.
-    Parts { session_chunks: u64 },
+    Parts {
+        session_chunks: u64,
+    },
 }
 
 impl KvMeta {

@@ -9,11 +9,11 @@
 pub mod kv;
 pub mod s3;
 
-use artifact_store_core::session::{PartPlan, SessionPart};
 use artifact_store_core::ports::{
     BackendHealth, ByteRange, ByteStream, ObjectInfo, ObjectStore, PutMetadata, PutReceipt,
     StorageError,
 };
+use artifact_store_core::session::{PartPlan, SessionPart};
 
 use crate::body::RawBody;
 use crate::config::{BackendKind, Config};

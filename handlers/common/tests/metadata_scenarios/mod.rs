@@ -1127,6 +1127,7 @@ pub async fn sweep_claims_exactly_what_core_calls_eligible<H: Harness>(h: &H) {
         open_ttl_secs: ttl,
         lease_secs: 600,
         orphan_grace_secs: 0,
+        verify_budget: std::time::Duration::from_secs(1),
     };
     let plan = plan_sweep(&s, now, &cfg, 1000).await.unwrap();
     assert!(!plan.truncated);

@@ -19,11 +19,11 @@
 use std::time::Duration;
 
 use artifact_store_core::model::StorageLocation;
-use artifact_store_core::session::{PartPlan, SessionPart};
 use artifact_store_core::ports::{
     BackendHealth, ByteRange, ByteStream, HealthStatus, ObjectInfo, ObjectStore, PutMetadata,
     PutReceipt, StorageError,
 };
+use artifact_store_core::session::{PartPlan, SessionPart};
 use sha2::{Digest, Sha256};
 
 use super::config::{MAX_PARTS, S3Config};
