@@ -142,6 +142,19 @@ pub struct UploadSession {
     pub hash_state: String,
 }
 
+impl UploadSession {
+    /// The pending upload the session rides on (same id, staging key and package).
+    pub fn pending_upload(&self) -> crate::ports::PendingUpload {
+        crate::ports::PendingUpload {
+            id: self.id.clone(),
+            package_id: self.package_id.clone(),
+            backend_id: self.backend_id.clone(),
+            staging_key: self.staging_key.clone(),
+            started_at: self.created_at,
+        }
+    }
+}
+
 /// A part the registry holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionPart {

@@ -18,7 +18,7 @@
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::{AuditEventType, File};
 use artifact_store_core::ports::{
-    AuditDraft, ByteRange, ByteStream, MetadataStore, ObjectStore, PendingUpload, StorageError,
+    AuditDraft, ByteRange, ByteStream, MetadataStore, ObjectStore, StorageError,
 };
 use artifact_store_core::session::{
     PartPlan, ResumableSha256, SessionPart, SessionState, UploadSession,
@@ -255,13 +255,7 @@ pub async fn complete_session<M: MetadataStore, S: ObjectStore>(
             return Ok(Completion::Verifying { verified_bytes });
         }
     };
-    let pending = PendingUpload {
-        id: session.id.clone(),
-        package_id: session.package_id.clone(),
-        backend_id: session.backend_id.clone(),
-        staging_key: session.staging_key.clone(),
-        started_at: session.created_at,
-    };
+    let pending = session.pending_upload();
     if sha256 != session.sha256 {
         meta.append_audit(AuditDraft::for_package(
             AuditEventType::UploadFailed,

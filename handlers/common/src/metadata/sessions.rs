@@ -1,7 +1,7 @@
 //! Upload sessions: the session row beside its pending upload, and the parts received.
 
 use artifact_store_core::error::ErrorCode;
-use artifact_store_core::ports::MetaResult;
+use artifact_store_core::ports::{MetaResult, PendingUpload};
 use artifact_store_core::session::{PartPlan, SessionPart, SessionState, UploadSession};
 use artifact_store_core::time;
 
@@ -55,20 +55,12 @@ impl<C: SqlConn> SqlStore<C> {
     pub(crate) async fn create_session_impl(&self, s: &UploadSession) -> MetaResult<()> {
         let created = time::truncate(s.created_at);
         let expires = time::truncate(s.expires_at);
+        let pending = PendingUpload {
+            started_at: created,
+            ..s.pending_upload()
+        };
         self.write_tx(async || {
-            self.exec(
-                "INSERT INTO pending_uploads (id, package_id, backend_id, staging_key, \
-                 started_at, started_epoch) VALUES (?, ?, ?, ?, ?, ?)",
-                &[
-                    s.id.as_str().into(),
-                    s.package_id.as_str().into(),
-                    s.backend_id.as_str().into(),
-                    s.staging_key.as_str().into(),
-                    ts(created),
-                    time::epoch(created).into(),
-                ],
-            )
-            .await?;
+            self.begin_upload_impl(&pending).await?;
             self.exec(
                 &format!(
                     "INSERT INTO upload_sessions ({SESSION_COLUMNS}, expires_epoch) \

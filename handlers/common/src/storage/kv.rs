@@ -168,8 +168,8 @@ impl ObjectStore for KvStore {
         // A stale meta would make half-written chunks readable: drop it first.
         store.delete(key).map_err(|e| unavailable("delete", e))?;
         let mut hasher = Sha256::new();
-        let (mut size, mut chunks) = (0u64, 0u64);
-        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE);
+        let mut size = 0u64;
+        let mut chunks = ChunkWriter::new(&store, key, 0);
         let result: Result<(), StorageError> = async {
             while let Some(data) = body.next_chunk().await? {
                 size += data.len() as u64;
@@ -179,29 +179,12 @@ impl ObjectStore for KvStore {
                     });
                 }
                 hasher.update(&data);
-                let mut rest = &data[..];
-                while !rest.is_empty() {
-                    let n = (CHUNK_SIZE - buf.len()).min(rest.len());
-                    buf.extend_from_slice(&rest[..n]);
-                    rest = &rest[n..];
-                    if buf.len() == CHUNK_SIZE {
-                        store
-                            .set(&chunk_key(key, chunks), &buf)
-                            .map_err(|e| unavailable("set", e))?;
-                        chunks += 1;
-                        buf.clear();
-                    }
-                }
+                chunks.write(&data)?;
             }
-            if !buf.is_empty() {
-                store
-                    .set(&chunk_key(key, chunks), &buf)
-                    .map_err(|e| unavailable("set", e))?;
-                chunks += 1;
-            }
-            Ok(())
+            chunks.flush()
         }
         .await;
+        let chunks = chunks.next;
         if let Err(e) = result {
             // `chunks` counts what was written; a failed set may have landed too.
             let _ = Self::delete_chunks(&store, key, chunks + 1);
@@ -371,8 +354,9 @@ impl ObjectStore for KvStore {
         if !matches!(self.entry(&store, key)?, Some(KvEntry::Parts { .. })) {
             return Err(StorageError::NotFound(key.to_string()));
         }
-        let mut next = plan.offset(number) / CHUNK_SIZE as u64;
-        let (mut buf, mut size) = (Vec::with_capacity(CHUNK_SIZE), 0u64);
+        // A part is whole chunks (part sizes are whole MiB): its first is where it starts.
+        let mut chunks = ChunkWriter::new(&store, key, plan.offset(number) / CHUNK_SIZE as u64);
+        let mut size = 0u64;
         while let Some(data) = body.next_chunk().await? {
             size += data.len() as u64;
             if size > plan.part_size {
@@ -380,25 +364,9 @@ impl ObjectStore for KvStore {
                     limit: plan.part_size,
                 });
             }
-            let mut rest = &data[..];
-            while !rest.is_empty() {
-                let n = (CHUNK_SIZE - buf.len()).min(rest.len());
-                buf.extend_from_slice(&rest[..n]);
-                rest = &rest[n..];
-                if buf.len() == CHUNK_SIZE {
-                    store
-                        .set(&chunk_key(key, next), &buf)
-                        .map_err(|e| unavailable("set", e))?;
-                    next += 1;
-                    buf.clear();
-                }
-            }
+            chunks.write(&data)?;
         }
-        if !buf.is_empty() {
-            store
-                .set(&chunk_key(key, next), &buf)
-                .map_err(|e| unavailable("set", e))?;
-        }
+        chunks.flush()?;
         Ok(String::new())
     }
 
@@ -435,6 +403,50 @@ impl ObjectStore for KvStore {
                 detail: e.to_string(),
             },
         }
+    }
+}
+
+/// Cuts bytes into `CHUNK_SIZE` entries `<key>/c/<n>`, numbered on from `next`.
+struct ChunkWriter<'a> {
+    store: &'a Store,
+    key: &'a str,
+    /// The number of the next chunk entry to write.
+    next: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a> ChunkWriter<'a> {
+    fn new(store: &'a Store, key: &'a str, first: u64) -> ChunkWriter<'a> {
+        ChunkWriter {
+            store,
+            key,
+            next: first,
+            buf: Vec::with_capacity(CHUNK_SIZE),
+        }
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> Result<(), StorageError> {
+        while !data.is_empty() {
+            let n = (CHUNK_SIZE - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() == CHUNK_SIZE {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered (the last, shorter chunk) as an entry of its own.
+    fn flush(&mut self) -> Result<(), StorageError> {
+        if !self.buf.is_empty() {
+            self.store
+                .set(&chunk_key(self.key, self.next), &self.buf)
+                .map_err(|e| unavailable("set", e))?;
+            self.next += 1;
+            self.buf.clear();
+        }
+        Ok(())
     }
 }
 
