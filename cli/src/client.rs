@@ -69,7 +69,8 @@ pub fn retryable_error(e: &reqwest::Error) -> bool {
     e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
 }
 
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+/// The answer's `Retry-After` in seconds, if it has one.
+pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     let v = resp.headers().get("retry-after")?.to_str().ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
@@ -111,6 +112,16 @@ impl Client {
         match &self.token {
             Some(t) => b.bearer_auth(t),
             None => b,
+        }
+    }
+
+    /// A request to `url`: a path on the registry (with the bearer token), or an absolute
+    /// URL elsewhere (a presigned one: no token).
+    pub fn request_to(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            self.http.request(method, url)
+        } else {
+            self.request(method, url)
         }
     }
 

@@ -5,7 +5,8 @@
 //! would refuse is refused here, before any upload). Every file is read from disk in
 //! blocks, hashed before it is sent (the digest is declared, so the server, or S3 itself,
 //! checks it) and written through a temporary file on the way back. Cost: a push reads
-//! each file twice (once to hash, once to send).
+//! each file twice (once to hash, once to send), a file sent through an upload session
+//! three times (each part is hashed again for its own digest).
 
 mod client;
 mod local;
@@ -14,6 +15,7 @@ mod progress;
 mod pull;
 mod push;
 mod remote;
+mod session;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -88,18 +90,24 @@ enum Command {
         /// Finalize the package after the last upload.
         #[arg(long)]
         finalize: bool,
-        /// Push into this existing package, uploading only what it lacks.
+        /// Push into this existing package, uploading only what its file listing lacks
+        /// (an upload session a crashed push left unfinished is resumed).
         #[arg(long, value_name = "ID")]
         package: Option<String>,
         /// Files uploaded at once.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
         jobs: u16,
-        /// Where the resume journal lives (default: $XDG_STATE_HOME/artifact-store).
+        /// Files larger than this go as an upload session: parts (the registry's size,
+        /// 8 MiB by default), one request each, resumable after a crash (bytes, or with K,
+        /// M, G, KiB, MiB, GiB; 0: never).
+        #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = byte_size)]
+        session_threshold: u64,
+        /// Where unfinished upload sessions are remembered for a rerun (default:
+        /// $XDG_STATE_HOME/artifact-store).
         #[arg(long, env = "ARTIFACT_STORE_STATE_DIR")]
         state_dir: Option<PathBuf>,
     },
-    /// Download a finalized package's files into DIR, each checked against the manifest
-    /// (needs a token that may read the audit log: only it names file ids).
+    /// Download a finalized package's files into DIR, each checked against the manifest.
     Pull {
         package: String,
         dir: PathBuf,
@@ -161,6 +169,29 @@ enum AuditCommand {
         #[arg(long, requires = "checkpoint_seq")]
         checkpoint_hash: Option<String>,
     },
+}
+
+/// A size in bytes: a number, optionally with K, M, G (powers of 1000) or KiB, MiB, GiB
+/// (powers of 1024).
+fn byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("expected a size like 64MiB, got {s:?}"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "m" | "mb" => 1000 * 1000,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -244,6 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             finalize,
             package,
             jobs,
+            session_threshold,
             state_dir,
         } => {
             let args = push::PushArgs {
@@ -257,6 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 package,
                 jobs: usize::from(jobs),
                 state_dir,
+                session_threshold,
             };
             push::run(&client, args, json).await
         }
@@ -332,6 +365,11 @@ mod tests {
             .is_ok()
         );
         assert!(key_value("=x").is_err());
+        assert_eq!(byte_size("64MiB"), Ok(64 << 20));
+        assert_eq!(byte_size("0"), Ok(0));
+        assert_eq!(byte_size("5 M"), Ok(5_000_000));
+        assert_eq!(byte_size("1gib"), Ok(1 << 30));
+        assert!(byte_size("MiB").is_err() && byte_size("3 parsecs").is_err());
         assert_eq!(key_value("a=b=c").unwrap(), ("a".into(), "b=c".into()));
     }
 }

@@ -43,6 +43,15 @@ impl Progress {
         Progress { bytes, files }
     }
 
+    /// A line on stderr, above the bars when they are drawn (a hidden bar prints nothing).
+    pub fn note(&self, line: String) {
+        if self.bytes.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bytes.println(line);
+        }
+    }
+
     /// Leaves the final state drawn (not cleared), so a terminal keeps the summary.
     pub fn finish(&self) {
         self.bytes.finish();

@@ -5,7 +5,8 @@
 //! arrives, and renames it into place only when size and sha256 match the manifest, so a
 //! destination path never holds a half or wrong file. A partial file left by an
 //! interrupted pull is continued with `Range` (its bytes hashed first); a file already in
-//! place with the manifest's digest is skipped.
+//! place with the manifest's digest is skipped. File ids come from the package's file
+//! listing, so a reader's token is enough.
 
 use anyhow::{Context, Result, bail};
 use futures::TryStreamExt;
@@ -35,16 +36,25 @@ pub async fn pull(
     if let Some(g) = glob {
         files.retain(|path, _| local::glob_match(g, path));
     }
-    let ids = remote::uploaded_files(client, package_id).await?.context(
-        "this registry names file ids only in its audit log, which this token may not read: \
-             pull needs a token with the operator role",
-    )?;
+    // The manifest names no file ids (downloads need them): the file listing does.
+    let ids = remote::files(client, package_id).await?;
     let mut work = Vec::new();
     for (path, f) in &files {
-        let id = ids
+        let listed = ids
             .get(path)
-            .and_then(|r| r.id.clone())
-            .with_context(|| format!("no file id for {path} in the audit log"))?;
+            .with_context(|| format!("the registry lists no file {path}, its manifest does"))?;
+        anyhow::ensure!(
+            listed.sha256 == f.sha256 && listed.size == f.size,
+            "the registry lists {path} with sha256 {} ({} bytes), its manifest says {} ({} bytes)",
+            listed.sha256,
+            listed.size,
+            f.sha256,
+            f.size
+        );
+        let id = listed
+            .id
+            .clone()
+            .with_context(|| format!("no file id for {path}"))?;
         work.push((path.clone(), f.clone(), id));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

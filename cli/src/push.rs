@@ -7,28 +7,29 @@
 //! `--jobs` files at a time, each as a raw `PUT` with `Content-Length` and
 //! `x-artifact-sha256` (the form that takes the S3 fast path), streamed from disk.
 //!
-//! Resuming (`--package ID`): what the package holds comes from the registry when the
-//! token may read it (the audit log's `file_uploaded` events, or the manifest of a
-//! finalized package), and otherwise from this machine's journal of earlier pushes (one
-//! line per file the registry acknowledged, under the state dir). A file the registry
-//! holds with another sha256 stops the push before any upload. Whatever neither source
-//! knows is uploaded; if the registry answers `duplicate_path`, the file is counted as
-//! already there (its digest unverified, with a warning).
+//! Files larger than `--session-threshold` go through an upload session instead
+//! (`session`): numbered parts, one request each, resumable.
+//!
+//! Resuming (`--package ID`): what the package holds comes from the registry
+//! (`GET /packages/{id}/files`, which any token that may push may read). A file it holds
+//! with another sha256 stops the push before any upload; only what it lacks is uploaded.
+//! An upload session left unfinished by a crash is resumed from the parts the registry
+//! received (its id is kept in the state dir). If the registry answers `duplicate_path`
+//! (another push got there first), the listing says whether it holds the same bytes.
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::client::{Client, api_error, check, encode_path};
 use crate::local::{self, LocalFile};
 use crate::progress::Progress;
-use crate::remote::{self, RemoteFile};
+use crate::remote;
+use crate::session::{self, Sessions};
 use crate::{Outcome, Usage};
 
 pub struct PushArgs {
@@ -42,6 +43,8 @@ pub struct PushArgs {
     pub package: Option<String>,
     pub jobs: usize,
     pub state_dir: Option<PathBuf>,
+    /// Files larger than this go through an upload session; 0: never.
+    pub session_threshold: u64,
 }
 
 /// A local file with its digest.
@@ -54,8 +57,9 @@ struct Hashed {
 /// How one file got into the package.
 enum Upload {
     Sent,
-    /// `duplicate_path` on the first attempt: someone (an earlier run) already put it.
-    FoundUnverified,
+    /// `duplicate_path` on the first attempt, and the registry holds the same bytes:
+    /// another push put it there meanwhile.
+    AlreadyThere,
 }
 
 pub async fn run(client: &Client, args: PushArgs, json_out: bool) -> Result<Outcome> {
@@ -98,32 +102,19 @@ pub async fn run(client: &Client, args: PushArgs, json_out: bool) -> Result<Outc
         (None, None) => unreachable!("a new package's body is built when --package is absent"),
     };
 
-    let journal = Journal::open(args.state_dir.as_deref(), &package_id);
-    let known = match status.as_str() {
-        _ if args.package.is_none() => Some(BTreeMap::new()),
-        "open" => remote::uploaded_files(client, &package_id).await?,
-        _ => Some(remote::manifest_files(
-            &remote::manifest(client, &package_id).await?,
-        )),
+    let held = match &args.package {
+        Some(_) => remote::files(client, &package_id)
+            .await
+            .with_context(|| format!("listing the files of package {package_id}"))?,
+        None => Default::default(),
     };
-    let listed = known.is_some();
-    let journaled = journal.entries();
-    let mut held = journaled.clone();
-    held.extend(known.unwrap_or_default());
-    // What the registry confirmed goes into the journal too, so a later run with a token
-    // that cannot list the package still knows it.
-    for h in &hashed {
-        let path = &h.file.relative_path;
-        if !journaled.contains_key(path) && held.get(path).is_some_and(|r| r.sha256 == h.sha256) {
-            journal.record(path, &h.sha256, h.file.size);
-        }
-    }
-
+    let sessions = Sessions::open(args.state_dir.as_deref(), &package_id);
     let mut conflicts = Vec::new();
     let mut missing = Vec::new();
     for h in hashed.iter() {
         match held.get(&h.file.relative_path) {
-            Some(r) if r.sha256 == h.sha256 => {}
+            // Committed by a run that died before it could forget its session.
+            Some(r) if r.sha256 == h.sha256 => sessions.forget(&h.file.relative_path),
             Some(r) => conflicts.push(format!(
                 "{}: the package holds sha256 {}, the local file is {}",
                 h.file.relative_path, r.sha256, h.sha256
@@ -147,37 +138,61 @@ pub async fn run(client: &Client, args: PushArgs, json_out: bool) -> Result<Outc
             missing[0].file.relative_path
         );
     }
-    if !listed && args.package.is_some() && !json_out {
-        eprintln!(
-            "note: this token may not list the package's files; using this machine's journal ({} known)",
-            journal.len()
-        );
-    }
 
     let present = hashed.len() - missing.len();
     let missing_bytes: u64 = missing.iter().map(|h| h.file.size).sum();
     let progress = Progress::new(draw, "upload", missing_bytes, missing.len() as u64);
-    let unverified = AtomicUsize::new(0);
+    let session_stats = session::Stats::default();
+    let found = AtomicUsize::new(0);
     let bytes_sent = AtomicU64::new(0);
+    let threshold = args.session_threshold;
     futures::stream::iter(missing.iter().map(Ok))
         .try_for_each_concurrent(args.jobs.max(1), |h| {
-            let (progress, journal, unverified, bytes_sent) =
-                (&progress, &journal, &unverified, &bytes_sent);
+            let (progress, found, bytes_sent) = (&progress, &found, &bytes_sent);
+            let (sessions, session_stats) = (&sessions, &session_stats);
             let package_id = &package_id;
             async move {
-                let how = upload(client, package_id, h, progress)
+                let by_session = threshold > 0 && h.file.size > threshold;
+                let sent = if by_session {
+                    session::upload(
+                        client,
+                        package_id,
+                        &h.file,
+                        &h.sha256,
+                        sessions,
+                        progress,
+                        session_stats,
+                    )
                     .await
-                    .with_context(|| format!("uploading {}", h.file.relative_path))?;
-                match how {
-                    Upload::Sent => {
-                        bytes_sent.fetch_add(h.file.size, Ordering::Relaxed);
-                        journal.record(&h.file.relative_path, &h.sha256, h.file.size);
+                } else {
+                    Ok(None)
+                };
+                // Bytes a session sent are counted part by part (a resumed one sends less).
+                let whole = !matches!(sent, Ok(Some(_)));
+                let how = match sent {
+                    Ok(Some(file)) => recorded(&file, h).map(|_| Upload::Sent),
+                    Ok(None) => upload(client, package_id, h, progress).await,
+                    Err(e) => Err(e),
+                };
+                let how = match how {
+                    Err(e) if api_error(&e).is_some_and(|a| a.code == "duplicate_path") => {
+                        already_there(client, package_id, h)
+                            .await
+                            .map_err(|e2| e2.context(e))
                     }
-                    Upload::FoundUnverified => {
-                        unverified.fetch_add(1, Ordering::Relaxed);
+                    other => other,
+                }
+                .with_context(|| format!("uploading {}", h.file.relative_path))?;
+                match how {
+                    Upload::Sent if whole => {
+                        bytes_sent.fetch_add(h.file.size, Ordering::Relaxed);
+                    }
+                    Upload::Sent => {}
+                    Upload::AlreadyThere => {
+                        found.fetch_add(1, Ordering::Relaxed);
                         progress.bytes.inc(h.file.size);
-                        progress.bytes.println(format!(
-                            "warning: {} was already in the package (digest not verifiable with this token)",
+                        progress.note(format!(
+                            "{} was already in the package (another push put the same bytes there)",
                             h.file.relative_path
                         ));
                     }
@@ -188,8 +203,8 @@ pub async fn run(client: &Client, args: PushArgs, json_out: bool) -> Result<Outc
         })
         .await?;
     progress.finish();
-    let unverified = unverified.into_inner();
-    let uploaded = missing.len() - unverified;
+    let found = found.into_inner();
+    let uploaded = missing.len() - found;
 
     let mut status = status;
     let mut manifest_sha256 = Value::Null;
@@ -226,9 +241,11 @@ pub async fn run(client: &Client, args: PushArgs, json_out: bool) -> Result<Outc
         "status": status,
         "files": hashed.len(),
         "uploaded": uploaded,
-        "already_present": present + unverified,
-        "unverified": unverified,
-        "bytes_uploaded": bytes_sent.into_inner(),
+        "already_present": present + found,
+        "bytes_uploaded": bytes_sent.into_inner() + session_stats.bytes_sent.into_inner(),
+        "sessions": session_stats.files.into_inner(),
+        "parts_uploaded": session_stats.parts_sent.into_inner(),
+        "parts_already_received": session_stats.parts_already_received.into_inner(),
         "manifest_sha256": manifest_sha256,
     });
     if json_out {
@@ -239,8 +256,14 @@ pub async fn run(client: &Client, args: PushArgs, json_out: bool) -> Result<Outc
         println!(
             "files {} ({uploaded} uploaded, {} already present)",
             hashed.len(),
-            present + unverified
+            present + found
         );
+        if summary["sessions"] != 0 {
+            println!(
+                "sessions {} ({} parts uploaded, {} already received)",
+                summary["sessions"], summary["parts_uploaded"], summary["parts_already_received"]
+            );
+        }
         match manifest_sha256.as_str() {
             Some(d) => println!("manifest_sha256 {d}"),
             None => println!("manifest_sha256 - (open: finalize with --finalize)"),
@@ -358,29 +381,48 @@ async fn upload(
     match check(resp).await {
         Ok(resp) => {
             let file: Value = resp.json().await?;
-            anyhow::ensure!(
-                file["sha256"].as_str() == Some(h.sha256.as_str()),
-                "the registry recorded sha256 {} for {}",
-                file["sha256"],
-                h.file.relative_path
-            );
+            recorded(&file, h)?;
             Ok(Upload::Sent)
         }
-        Err(e) if api_error(&e).is_some_and(|a| a.code == "duplicate_path") => {
-            if attempts > 1 {
-                // An earlier attempt of ours committed before its answer was lost.
-                Ok(Upload::Sent)
-            } else {
-                Ok(Upload::FoundUnverified)
-            }
+        // An earlier attempt of ours committed before its answer was lost.
+        Err(e) if attempts > 1 && api_error(&e).is_some_and(|a| a.code == "duplicate_path") => {
+            Ok(Upload::Sent)
         }
         Err(e) => Err(e),
     }
 }
 
-/// The file as a request body in 256 KiB chunks, each counted on the bar as it is read.
-fn file_body(
-    file: tokio::fs::File,
+/// Checks the registry recorded the digest declared for `h`.
+fn recorded(file: &Value, h: &Hashed) -> Result<()> {
+    anyhow::ensure!(
+        file["sha256"].as_str() == Some(h.sha256.as_str()),
+        "the registry recorded sha256 {} for {}",
+        file["sha256"],
+        h.file.relative_path
+    );
+    Ok(())
+}
+
+/// After `duplicate_path`: the path is taken; by the same bytes is fine, by others a
+/// conflict.
+async fn already_there(client: &Client, package_id: &str, h: &Hashed) -> Result<Upload> {
+    let listed = remote::files(client, package_id).await?;
+    match listed.get(&h.file.relative_path) {
+        Some(r) if r.sha256 == h.sha256 => Ok(Upload::AlreadyThere),
+        Some(r) => bail!(
+            "the package already holds {} with sha256 {}, the local file is {}",
+            h.file.relative_path,
+            r.sha256,
+            h.sha256
+        ),
+        None => bail!("the registry refused the path as taken, yet does not list it"),
+    }
+}
+
+/// A file (or a part of one) as a request body in 256 KiB chunks, each counted on the bar
+/// as it is read.
+pub fn file_body<R: AsyncRead + Unpin + Send + 'static>(
+    file: R,
     bar: indicatif::ProgressBar,
     counted: Arc<AtomicU64>,
 ) -> reqwest::Body {
@@ -398,85 +440,4 @@ fn file_body(
         }
     });
     reqwest::Body::wrap_stream(stream)
-}
-
-/// Files the registry acknowledged to pushes from this machine, one JSON line each, in
-/// `<state dir>/push-<package id>.jsonl`. Best effort: without a state dir, or when the
-/// file cannot be written, pushes just have no journal.
-struct Journal {
-    path: Option<PathBuf>,
-    file: Mutex<Option<std::fs::File>>,
-}
-
-impl Journal {
-    fn open(state_dir: Option<&Path>, package_id: &str) -> Journal {
-        let dir = state_dir.map(Path::to_path_buf).or_else(default_state_dir);
-        let safe: String = package_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = dir.map(|d| d.join(format!("push-{safe}.jsonl")));
-        let file = path.as_ref().and_then(|p| {
-            std::fs::create_dir_all(p.parent()?).ok()?;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .ok()
-        });
-        Journal {
-            path,
-            file: Mutex::new(file),
-        }
-    }
-
-    fn entries(&self) -> BTreeMap<String, RemoteFile> {
-        let Some(text) = self
-            .path
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-        else {
-            return BTreeMap::new();
-        };
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| {
-                Some((
-                    v["relative_path"].as_str()?.to_string(),
-                    RemoteFile {
-                        sha256: v["sha256"].as_str()?.to_string(),
-                        size: v["size_bytes"].as_u64()?,
-                        id: None,
-                    },
-                ))
-            })
-            .collect()
-    }
-
-    fn len(&self) -> usize {
-        self.entries().len()
-    }
-
-    fn record(&self, relative_path: &str, sha256: &str, size: u64) {
-        let line = json!({"relative_path": relative_path, "sha256": sha256, "size_bytes": size});
-        if let Ok(mut guard) = self.file.lock()
-            && let Some(f) = guard.as_mut()
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
-}
-
-/// `$XDG_STATE_HOME/artifact-store`, else `~/.local/state/artifact-store`.
-fn default_state_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d).join("artifact-store"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/artifact-store"))
 }

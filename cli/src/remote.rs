@@ -1,65 +1,53 @@
-//! What the registry knows about a package's files.
-//!
-//! The API has no file listing of its own: a finalized package's manifest names its files
-//! (path, size, sha256, but no file id), and only the audit log (`file_uploaded` events,
-//! operator) names the files of an open package and every file's id, which downloads
-//! need. So `remote_files` reads the audit log when the token may, and says `None` when
-//! it may not.
+//! What the registry knows about a package's files: `GET /packages/{id}/files` (any token
+//! that may read the package, open or finalized: paths, digests and file ids) and the
+//! manifest of a finalized package (paths and digests, no ids).
 
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-use crate::client::{Client, api_error, query_pair};
+use crate::client::{Client, encode_path, query_pair};
 
 /// One file the registry holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFile {
     pub sha256: String,
     pub size: u64,
-    /// From the audit log only.
+    /// From the file listing only (a manifest names no ids).
     pub id: Option<String>,
 }
 
-/// `relative_path` -> file, from `file_uploaded` audit events; `None` when the token may
-/// not read the audit log (403).
-pub async fn uploaded_files(
-    client: &Client,
-    package_id: &str,
-) -> Result<Option<BTreeMap<String, RemoteFile>>> {
+/// `relative_path` -> file, from `GET /packages/{id}/files` (every page, should the
+/// registry ever page it).
+pub async fn files(client: &Client, package_id: &str) -> Result<BTreeMap<String, RemoteFile>> {
     let mut out = BTreeMap::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut path = format!(
-            "/audit?{}&event_type=file_uploaded&limit=1000",
-            query_pair("package_id", package_id)
-        );
+        let mut path = format!("/packages/{}/files", encode_path(package_id));
         if let Some(c) = &cursor {
-            path.push('&');
+            path.push('?');
             path.push_str(&query_pair("cursor", c));
         }
-        let page = match client.get_json(&path).await {
-            Ok(p) => p,
-            Err(e) if api_error(&e).is_some_and(|a| a.status == 403) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        for event in page["items"].as_array().into_iter().flatten() {
-            let d = &event["details"];
-            if let (Some(path), Some(sha256)) = (d["relative_path"].as_str(), d["sha256"].as_str())
-            {
+        let page = client.get_json(&path).await?;
+        for f in page["items"].as_array().into_iter().flatten() {
+            if let (Some(path), Some(sha256), Some(size)) = (
+                f["relative_path"].as_str(),
+                f["sha256"].as_str(),
+                f["size_bytes"].as_u64(),
+            ) {
                 out.insert(
                     path.to_string(),
                     RemoteFile {
                         sha256: sha256.to_string(),
-                        size: d["size_bytes"].as_u64().unwrap_or(0),
-                        id: event["file_id"].as_str().map(str::to_string),
+                        size,
+                        id: f["id"].as_str().map(str::to_string),
                     },
                 );
             }
         }
         match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return Ok(Some(out)),
+            Some(c) if cursor.as_deref() != Some(c) => cursor = Some(c.to_string()),
+            _ => return Ok(out),
         }
     }
 }
@@ -85,9 +73,6 @@ pub fn manifest_files(manifest: &Value) -> BTreeMap<String, RemoteFile> {
 
 pub async fn manifest(client: &Client, package_id: &str) -> Result<Value> {
     client
-        .get_json(&format!(
-            "/packages/{}/manifest",
-            crate::client::encode_path(package_id)
-        ))
+        .get_json(&format!("/packages/{}/manifest", encode_path(package_id)))
         .await
 }

@@ -2,11 +2,17 @@
 //! under the harness, on SQLite + kv and PostgreSQL + S3.
 //!
 //! - a run directory of 50 files (nested directories, unicode names, one large file) is
-//!   pushed, pulled into an empty directory and verified; a changed, a missing and an extra
-//!   file make `verify` exit 3; a partial download is resumed with `Range`;
-//! - a push killed (`SIGKILL`) mid-way and run again with `--package` completes, and no
-//!   file is sent twice (the `PUT`s of the rerun are counted on the wire, the
-//!   `file_uploaded` audit events afterwards);
+//!   pushed (the large file as an upload session: its part `PUT`s counted on the wire),
+//!   pulled into an empty directory and verified, both with a reader's token; a changed, a
+//!   missing and an extra file make `verify` exit 3; a partial download is resumed with
+//!   `Range`;
+//! - a push killed (`SIGKILL`) mid-way and run again with `--package` and a producer's
+//!   token completes from the package's file listing alone (no local state), and no file
+//!   is sent twice (the `PUT`s of the rerun are counted on the wire, the `file_uploaded`
+//!   audit events afterwards);
+//! - a push killed in the middle of a large file's upload session resumes that session:
+//!   the rerun sends exactly the parts the registry lacks; a session the registry no
+//!   longer has is started again;
 //! - a registry answering 503 for a while: the push retries and succeeds;
 //! - progress bars are drawn under a pseudo-terminal (`script`), and not when piped;
 //! - a symlink or a path the registry refuses stops a push before anything is created, and
@@ -197,15 +203,38 @@ mod scenarios {
         let expected = run_dir(&src, 50, 3000, LARGE)?;
         ensure!(expected.len() == 50);
         let url = app.base_url.clone();
+        // The push goes through a proxy that counts the session's part `PUT`s on the wire.
+        let parts = Proxy::start(url.trim_start_matches("http://"), "PUT /uploads/").await?;
         let started = Instant::now();
         let mut args = push_args(src.to_str().unwrap(), "nightly");
         args.push("--finalize");
-        let (code, pushed, stderr) = json_run(cli(&app, &url, &app.tokens.producer, &args))?;
+        let (code, pushed, stderr) = json_run(cli(
+            &app,
+            &format!("http://{}", parts.addr),
+            &app.tokens.producer,
+            &args,
+        ))?;
         let push_time = started.elapsed();
         ensure!(code == 0, "push exited {code}: {pushed}\n{stderr}");
         ensure!(
             pushed["uploaded"] == 50 && pushed["files"] == 50,
             "{pushed}"
+        );
+        // The large file (over the 64 MiB default threshold) went as 8 MiB parts, the
+        // others as single `PUT`s.
+        let part_count = LARGE.div_ceil(8 * MIB);
+        ensure!(
+            pushed["sessions"] == 1 && pushed["parts_uploaded"] == part_count,
+            "{pushed}"
+        );
+        ensure!(
+            parts.hits() == part_count,
+            "{} part PUTs on the wire, {part_count} parts",
+            parts.hits()
+        );
+        ensure!(
+            stderr.contains("upload session ") && stderr.contains("big/evidence.bin"),
+            "{stderr}"
         );
         ensure!(pushed["status"] == "finalized", "{pushed}");
         let pkg = pushed["package_id"]
@@ -259,13 +288,14 @@ mod scenarios {
         );
         ensure!(uploads(&app, &pkg).await?.values().all(|n| *n == 1));
 
-        // Pull into an empty directory: the same bytes, and `verify` agrees.
+        // Pull into an empty directory with a reader's token (the file listing names the
+        // ids): the same bytes, and `verify` agrees.
         let dst = scratch(&app, "pulled");
         let started = Instant::now();
         let (code, pulled, stderr) = json_run(cli(
             &app,
             &url,
-            &app.tokens.operator,
+            &app.tokens.reader,
             &["--json", "pull", &pkg, dst.to_str().unwrap()],
         ))?;
         let pull_time = started.elapsed();
@@ -294,7 +324,7 @@ mod scenarios {
         let (code, again, _) = json_run(cli(
             &app,
             &url,
-            &app.tokens.operator,
+            &app.tokens.reader,
             &["--json", "pull", &pkg, dst.to_str().unwrap()],
         ))?;
         ensure!(
@@ -313,7 +343,7 @@ mod scenarios {
         let (code, resumed, stderr) = json_run(cli(
             &app,
             &url,
-            &app.tokens.operator,
+            &app.tokens.reader,
             &[
                 "--json",
                 "pull",
@@ -419,14 +449,17 @@ mod scenarios {
         );
         eprintln!("killed with {committed} files committed");
 
-        // The rerun, through a proxy that counts the PUTs on the wire. Its token may read the
-        // audit log, so it learns exactly what the package holds.
+        // The rerun, through a proxy that counts the PUTs on the wire, with the producer's
+        // token and a state dir of its own (empty): the package's file listing alone says
+        // what it holds.
         let addr = url.trim_start_matches("http://");
         let proxy = Proxy::start(addr, "PUT /packages/").await?;
         let mut args = push_args(src.to_str().unwrap(), "killed");
         args.extend(["--package", &pkg, "--finalize"]);
         let proxied = format!("http://{}", proxy.addr);
-        let (code, resumed, stderr) = json_run(cli(&app, &proxied, &app.tokens.all, &args))?;
+        let mut rerun = cli(&app, &proxied, &app.tokens.producer, &args);
+        rerun.env("ARTIFACT_STORE_STATE_DIR", scratch(&app, "fresh-state"));
+        let (code, resumed, stderr) = json_run(rerun)?;
         ensure!(code == 0, "rerun exited {code}: {resumed}\n{stderr}");
         ensure!(
             resumed["uploaded"] == (50 - committed) as u64
@@ -460,8 +493,7 @@ mod scenarios {
             text(&out.stdout)
         );
 
-        // Once more with the producer's token, which may not read the audit log: the
-        // journal of this machine's pushes says everything is there, so nothing is sent.
+        // Once more: the listing says everything is there, so nothing is sent.
         let proxy = Proxy::start(addr, "PUT /packages/").await?;
         let mut args = push_args(src.to_str().unwrap(), "killed");
         args.extend(["--package", &pkg]);
@@ -476,6 +508,190 @@ mod scenarios {
             proxy.hits() == 0,
             "{} PUTs for a complete package",
             proxy.hits()
+        );
+        Ok(())
+    }
+
+    /// The large file of the session tests: 20 parts of 8 MiB.
+    const SESSION_FILE: usize = 160 * MIB;
+
+    /// Starts `args` (a push that creates a package holding one file over the session
+    /// threshold) and kills it (`SIGKILL`) once the registry holds at least three parts
+    /// of its upload session. Returns the package id, the session id and the parts the
+    /// session holds after the kill has settled (received, missing).
+    async fn push_killed_mid_session(
+        app: &TestApp,
+        args: &[&str],
+    ) -> Result<(String, String, usize, usize)> {
+        let mut cmd = cli(app, &app.base_url, &app.tokens.producer, args);
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+        // stderr is read to its end on a thread (a closed pipe would end the push early);
+        // its lines come here.
+        let stderr = child.stderr.take().context("stderr")?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut pkg = None;
+        let mut session = None;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while session.is_none() {
+            let line = tokio::time::timeout_at(deadline.into(), rx.recv())
+                .await
+                .context("no upload session within 120 s")?
+                .context("the push ended before it started an upload session")?;
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["created", "package", id, ..] => pkg = Some(id.to_string()),
+                ["upload", "session", id, ..] => session = Some(id.to_string()),
+                _ => {}
+            }
+        }
+        let pkg = pkg.context("no package id on stderr")?;
+        let session = session.unwrap();
+        let received = |v: &Value| v["received"].as_array().map_or(0, Vec::len);
+        loop {
+            let (status, v) = app
+                .get_json(&app.tokens.producer, &format!("/uploads/{session}"))
+                .await?;
+            ensure!(status == 200, "{status} {v}");
+            if received(&v) >= 3 {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("the push ended ({status}) before it could be killed");
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{} parts after 120 s",
+                received(&v)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        child.kill()?; // SIGKILL
+        child.wait()?;
+        // A part whose body was complete may still be recorded: let it settle.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (status, v) = app
+            .get_json(&app.tokens.producer, &format!("/uploads/{session}"))
+            .await?;
+        ensure!(status == 200, "{status} {v}");
+        let missing = v["missing"].as_array().context("missing")?.len();
+        ensure!(
+            missing > 0,
+            "the kill came too late: every part was in ({v})"
+        );
+        Ok((pkg, session, received(&v), missing))
+    }
+
+    pub async fn killed_session_resumes_from_the_missing_parts(cfg: Config) -> Result<()> {
+        let app = start!(cfg);
+        let src = scratch(&app, "run");
+        let expected = run_dir(&src, 3, 1000, SESSION_FILE)?;
+        let part_count = SESSION_FILE.div_ceil(8 * MIB);
+        let addr = app.base_url.trim_start_matches("http://").to_string();
+        let args = push_args(src.to_str().unwrap(), "session");
+        let (pkg, session, received, missing) = push_killed_mid_session(&app, &args).await?;
+        ensure!(received + missing == part_count, "{received} + {missing}");
+        eprintln!("killed with {received} of {part_count} parts received");
+
+        // The rerun resumes the session: exactly the missing parts go on the wire.
+        let proxy = Proxy::start(&addr, "PUT /uploads/").await?;
+        let mut rerun = push_args(src.to_str().unwrap(), "session");
+        rerun.extend(["--package", &pkg, "--finalize"]);
+        let proxied = format!("http://{}", proxy.addr);
+        let (code, resumed, stderr) = json_run(cli(&app, &proxied, &app.tokens.producer, &rerun))?;
+        ensure!(code == 0, "rerun exited {code}: {resumed}\n{stderr}");
+        ensure!(
+            stderr.contains(&format!("resuming upload session {session}")),
+            "{stderr}"
+        );
+        ensure!(
+            proxy.hits() == missing,
+            "{} part PUTs on the rerun, {missing} parts were missing",
+            proxy.hits()
+        );
+        ensure!(
+            resumed["parts_already_received"] == received && resumed["parts_uploaded"] == missing,
+            "{resumed}"
+        );
+        ensure!(resumed["status"] == "finalized", "{resumed}");
+        let (status, _) = app
+            .get_json(&app.tokens.producer, &format!("/uploads/{session}"))
+            .await?;
+        ensure!(
+            status == 404,
+            "the completed session is still there ({status})"
+        );
+        let (_, manifest) = app
+            .get_json(&app.tokens.reader, &format!("/packages/{pkg}/manifest"))
+            .await?;
+        let listed: BTreeMap<String, String> = manifest["files"]
+            .as_array()
+            .context("files")?
+            .iter()
+            .map(|f| {
+                (
+                    f["relative_path"].as_str().unwrap_or("").to_string(),
+                    f["sha256"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        ensure!(
+            listed == expected,
+            "manifest files differ from the directory"
+        );
+        ensure!(uploads(&app, &pkg).await?.values().all(|n| *n == 1));
+        // The state file of that package is gone with its last session.
+        ensure!(
+            !app.state_dir
+                .join("cli-state")
+                .join(format!("sessions-{pkg}.json"))
+                .exists(),
+            "the session state outlived the push"
+        );
+
+        // A session the registry no longer has (aborted here) is started over: every part
+        // is sent again, into a new session, and the push completes.
+        let args = push_args(src.to_str().unwrap(), "session-aborted");
+        let (pkg, session, _, _) = push_killed_mid_session(&app, &args).await?;
+        let aborted = app
+            .req(
+                reqwest::Method::DELETE,
+                Some(&app.tokens.producer),
+                &format!("/uploads/{session}"),
+            )
+            .send()
+            .await?;
+        ensure!(aborted.status().as_u16() == 204, "{}", aborted.status());
+        let proxy = Proxy::start(&addr, "PUT /uploads/").await?;
+        let mut rerun = push_args(src.to_str().unwrap(), "session-aborted");
+        rerun.extend(["--package", &pkg, "--finalize"]);
+        let proxied = format!("http://{}", proxy.addr);
+        let (code, again, stderr) = json_run(cli(&app, &proxied, &app.tokens.producer, &rerun))?;
+        ensure!(code == 0, "rerun exited {code}: {again}\n{stderr}");
+        ensure!(
+            proxy.hits() == part_count && again["parts_already_received"] == 0,
+            "{} part PUTs into a new session: {again}",
+            proxy.hits()
+        );
+        ensure!(!stderr.contains("resuming upload session"), "{stderr}");
+        let out = run(cli(
+            &app,
+            &app.base_url,
+            &app.tokens.reader,
+            &["verify", &pkg, src.to_str().unwrap()],
+        ))?;
+        ensure!(
+            out.status.code() == Some(0),
+            "verify: {}",
+            text(&out.stdout)
         );
         Ok(())
     }
@@ -876,6 +1092,7 @@ artifact_store_tests::suite!(
     postgres_s3 => (Postgres, S3, Harness); [
     push_pull_and_verify_a_run_directory,
     killed_push_resumes_without_uploading_twice,
+    killed_session_resumes_from_the_missing_parts,
     push_retries_through_503s,
     progress_bars_on_a_terminal_only,
     refused_files_stop_the_push_before_any_upload,

@@ -75,10 +75,10 @@ fn upload_for(ctx: &Ctx, backend: &Backend, s: &UploadSession) -> Upload {
     }
 }
 
-/// A non-negative integer member; absent -> `None`.
+/// A non-negative integer member; absent -> `None` (`null` is no integer).
 fn u64_field(body: &serde_json::Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
     match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
+        None => Ok(None),
         Some(v) => v.as_u64().map(Some).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::BadRequest,
