@@ -6,7 +6,11 @@
 //! - `sha256-<host>`: the `hash-probe` component, which only reads and hashes its body: the
 //!   bound of every path that hashes in the component (`kv-*`, and `s3-hashed-harness`:
 //!   no declared digest, `verify_downloads=true`);
-//! - `local-file`: the file copied and synced on this disk, against the kv backend.
+//! - `local-file`: the file copied and synced on this disk, against the kv backend;
+//! - `<backend>-<host>-parts`: the same apps, the file sent through an upload session in
+//!   8 MiB parts (what a client does under a serverless host's request cap);
+//! - the `artifact-store` CLI pushing and pulling a run directory against curl doing the
+//!   same uploads and downloads (`cli_bench`).
 //!
 //! Decisions:
 //! - These machines are two shared, noisy cores, so the bench reports ratios measured side
@@ -81,6 +85,9 @@ pub fn bench(
     if build_first && app_dir.is_none() {
         build::build_all()?;
         build::build_wasm(&["hash-probe"])?;
+        // Optimized, as a producer installs it (`cargo install --path cli`).
+        step("building the artifact-store CLI (release)");
+        build::run(Command::new("cargo").args(["build", "--release", "-p", "artifact-store-cli"]))?;
     }
     let root = app_dir.unwrap_or_else(repo_root);
     let harness = root.join("target/debug/harness");
@@ -171,6 +178,16 @@ fn measure(
             targets.push(Target::App(app));
         }
     }
+    // The same apps with uploads in 8 MiB parts through an upload session (what a client
+    // does under a serverless host's request cap).
+    for (backend, vars) in [("kv", Vec::new()), ("s3", s3.app_variables())] {
+        for (host, bin) in hosts {
+            let name = format!("{backend}-{}-parts", host.label());
+            let mut app = App::start(root, work, &name, &manifest, *host, bin, &token, &vars)?;
+            app.parts = true;
+            targets.push(Target::App(app));
+        }
+    }
     // S3 through the paths that hash in the component: no declared digest (staged, hashed,
     // copied) and verified downloads.
     let mut hashed = s3.app_variables();
@@ -214,6 +231,17 @@ fn measure(
         })
         .collect();
     request_rate(&kv_apps)?;
+    let cli = repo_root().join("target/release/artifact-store");
+    if cli.is_file() {
+        let app = kv_apps[0];
+        let target = crate::cli_bench::Target {
+            base: &app.base,
+            token: &app.token,
+        };
+        crate::cli_bench::cli_against_curl(&target, &cli, &work.path, runs)?;
+    } else {
+        step("no target/release/artifact-store: the CLI is not measured (drop --no-build)");
+    }
 
     let file = work.path.join("big.bin");
     let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
@@ -423,6 +451,19 @@ fn report(
             line(name, a, b, "harness against Spin");
         }
     }
+    for (parts, whole) in [
+        ("kv-harness-parts", "kv-harness"),
+        ("kv-spin-parts", "kv-spin"),
+        ("s3-harness-parts", "s3-harness"),
+        ("s3-spin-parts", "s3-spin"),
+    ] {
+        line(
+            "upload",
+            parts,
+            whole,
+            "8 MiB parts through a session against one PUT (target 0.8)",
+        );
+    }
     for app in ["s3-harness", "s3-spin"] {
         line(
             "upload",
@@ -466,6 +507,8 @@ struct App {
     token: String,
     /// Uploads declare their sha256 (`x-artifact-sha256`).
     declare: bool,
+    /// Uploads go through an upload session: 8 MiB parts in order, then `complete`.
+    parts: bool,
     child: Child,
 }
 
@@ -526,6 +569,7 @@ impl App {
             name: name.to_string(),
             host,
             declare: true,
+            parts: false,
             base: format!("http://127.0.0.1:{port}"),
             token: token.to_string(),
             child,
@@ -591,11 +635,80 @@ impl App {
         json_id(reply)
     }
 
+    /// Uploads `file` through an upload session into `package`, a part per request, in
+    /// order (so `complete` reads nothing back); the time from the session's start to the
+    /// file's commit. The parts are cut beforehand (not timed).
+    fn upload_in_parts(
+        &self,
+        work: &Workdir,
+        package: &str,
+        file: &Path,
+        sha: &str,
+        size: u64,
+    ) -> Result<(Duration, String)> {
+        const PART: u64 = 8 * MIB;
+        let auth = format!("Authorization: Bearer {}", self.token);
+        let reply = work.path.join("reply.json");
+        let mut parts = Vec::new();
+        let mut source = std::fs::File::open(file)?;
+        for n in 1..=size.div_ceil(PART) {
+            let path = work.path.join(format!("part-{n}"));
+            let mut out = std::fs::File::create(&path)?;
+            std::io::copy(&mut std::io::Read::take(&mut source, PART), &mut out)?;
+            parts.push(path);
+        }
+        let body = format!(r#"{{"relative_path":"big.bin","size_bytes":{size},"sha256":"{sha}"}}"#);
+        let started = Instant::now();
+        let mut begin = curl(&reply);
+        begin
+            .args(["-X", "POST", "-H", &auth])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body,
+            ])
+            .arg(format!("{}/packages/{package}/uploads", self.base));
+        expect_status(&mut begin, "201", &reply, "POST uploads")?;
+        let session = json_id(&reply)?;
+        for (i, part) in parts.iter().enumerate() {
+            let mut put = curl(&reply);
+            put.args(["-H", &auth, "-T"]).arg(part).arg(format!(
+                "{}/uploads/{session}/parts/{}",
+                self.base,
+                i + 1
+            ));
+            expect_status(&mut put, "200", &reply, "PUT part")?;
+        }
+        let mut complete = curl(&reply);
+        complete
+            .args(["-X", "POST", "-H", &auth])
+            .arg(format!("{}/uploads/{session}/complete", self.base));
+        expect_status(&mut complete, "201", &reply, "POST complete")?;
+        let took = started.elapsed();
+        for part in parts {
+            std::fs::remove_file(part)?;
+        }
+        Ok((took, json_id(&reply)?))
+    }
+
     /// Creates a package, uploads `file` into it, downloads it back.
     fn transfer(&self, work: &Workdir, file: &Path, sha: &str, size: u64) -> Result<Sample> {
         let auth = format!("Authorization: Bearer {}", self.token);
         let reply = work.path.join("reply.json");
         let package = self.create_package(&reply)?;
+        if self.parts {
+            self.reset_peak_rss();
+            let (upload, file_id) = self.upload_in_parts(work, &package, file, sha, size)?;
+            let upload_rss_kib = self.peak_rss_kib();
+            let (download, download_rss_kib) = self.download(&file_id, size)?;
+            return Ok(Sample {
+                upload,
+                download: Some(download),
+                upload_rss_kib,
+                download_rss_kib,
+            });
+        }
 
         let mut upload = curl(&reply);
         upload.args(["-H", &auth]);
@@ -612,7 +725,18 @@ impl App {
         let upload_time = started.elapsed();
         let upload_rss_kib = self.peak_rss_kib();
         let file_id = json_id(&reply)?;
+        let (download, download_rss_kib) = self.download(&file_id, size)?;
+        Ok(Sample {
+            upload: upload_time,
+            download: Some(download),
+            upload_rss_kib,
+            download_rss_kib,
+        })
+    }
 
+    /// Downloads a file whole: the time and the host's peak RSS meanwhile.
+    fn download(&self, file_id: &str, size: u64) -> Result<(Duration, Option<u64>)> {
+        let auth = format!("Authorization: Bearer {}", self.token);
         let mut download = curl(Path::new("/dev/null"));
         download
             .args(["-H", &auth])
@@ -620,13 +744,7 @@ impl App {
         self.reset_peak_rss();
         let started = Instant::now();
         expect_download(&mut download, size, "GET download")?;
-        let download_time = started.elapsed();
-        Ok(Sample {
-            upload: upload_time,
-            download: Some(download_time),
-            upload_rss_kib,
-            download_rss_kib: self.peak_rss_kib(),
-        })
+        Ok((started.elapsed(), self.peak_rss_kib()))
     }
 
     /// Sends `file` to `hash-probe`, which answers its sha256 and size.
@@ -886,7 +1004,7 @@ fn json_id(reply: &Path) -> Result<String> {
 }
 
 /// Writes `size` pseudo-random (incompressible) bytes in 1 MiB chunks; returns their sha256.
-fn write_random_file(path: &Path, size: u64) -> Result<String> {
+pub(crate) fn write_random_file(path: &Path, size: u64) -> Result<String> {
     let seed = u64::from_le_bytes(random_bytes::<8>()?) | 1;
     let mut state = seed;
     let mut hasher = Sha256::new();

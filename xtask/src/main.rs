@@ -5,6 +5,7 @@
 
 mod bench;
 mod build;
+mod cli_bench;
 mod load;
 mod services;
 mod token;
