@@ -233,6 +233,18 @@ pub async fn wrong_parts_are_refused(cfg: Config) -> Result<()> {
     }
     let (s, file) = complete(&app, &sid).await?;
     ensure!(s == 201 && file["sha256"] == digest.as_str(), "{s} {file}");
+    // A finalized package takes no more bytes, not even for a session begun before.
+    let other = pseudo_random(8, 6 * MIB);
+    let (_, late) = begin(&app, &pid, "late.bin", other.len(), &sha256_hex(&other)).await?;
+    let late = late["id"].as_str().context("id")?.to_string();
+    let (s, fin) = app.finalize(&app.tokens.producer, &pid).await?;
+    ensure!(s == 200, "finalize: {fin}");
+    assert_problem(
+        &put_part(&app, &late, 1, part(&other, 1), None).await?,
+        409,
+        "package_finalized",
+    );
+    assert_problem(&complete(&app, &late).await?, 409, "package_finalized");
     Ok(())
 }
 

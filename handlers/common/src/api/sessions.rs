@@ -135,10 +135,20 @@ pub async fn create(req: &mut Request, package_id: &str) -> Result<Reply, ApiErr
         .with_header("location", format!("/uploads/{}", session.id)))
 }
 
-/// The session, after checking the caller may write its package.
+/// What a request does with a session: only sending parts and completing need its
+/// package still open (a finalized package takes no more bytes).
+#[derive(PartialEq, Eq)]
+enum Use {
+    Send,
+    Manage,
+}
+
+/// The session, after checking the caller may write its package (and, to send bytes, that
+/// the package is still open).
 async fn writable_session(
     ctx: &Ctx,
     id: &str,
+    usage: Use,
 ) -> Result<(UploadSession, Vec<SessionPart>), ApiError> {
     let found = ctx
         .meta
@@ -147,6 +157,9 @@ async fn writable_session(
         .ok_or_else(|| ApiError::not_found("upload session"))?;
     let package = ctx.readable_package(&found.0.package_id).await?;
     auth::require_write(&ctx.principal, &package.producer)?;
+    if usage == Use::Send {
+        state::check_upload(package.status)?;
+    }
     Ok(found)
 }
 
@@ -161,7 +174,7 @@ fn session_backend<'a>(backends: &'a Backends, s: &UploadSession) -> Result<&'a 
 
 pub async fn show(req: &Request, id: &str) -> Result<Reply, ApiError> {
     let ctx = Ctx::open(req).await?;
-    let (session, parts) = writable_session(&ctx, id).await?;
+    let (session, parts) = writable_session(&ctx, id, Use::Manage).await?;
     Ok(Reply::json(200, &present(&session, &parts)))
 }
 
@@ -177,7 +190,7 @@ pub async fn put_part(req: &mut Request, id: &str, number: &str) -> Result<Reply
         .header("x-artifact-sha256")
         .map(validate::sha256_hex)
         .transpose()?;
-    let (session, _) = writable_session(&ctx, id).await?;
+    let (session, _) = writable_session(&ctx, id, Use::Send).await?;
     let len = session.plan.part_len(number)?;
     if let Some(n) = req.content_length()
         && n != len
@@ -208,7 +221,7 @@ pub async fn put_part(req: &mut Request, id: &str, number: &str) -> Result<Reply
 
 pub async fn complete(req: &Request, id: &str) -> Result<Reply, ApiError> {
     let ctx = Ctx::open(req).await?;
-    let (session, parts) = writable_session(&ctx, id).await?;
+    let (session, parts) = writable_session(&ctx, id, Use::Send).await?;
     let backends = Backends::from_config(&ctx.config)?;
     let backend = session_backend(&backends, &session)?;
     let upload = upload_for(&ctx, backend, &session);
@@ -243,7 +256,7 @@ pub async fn complete(req: &Request, id: &str) -> Result<Reply, ApiError> {
 
 pub async fn abort(req: &Request, id: &str) -> Result<Reply, ApiError> {
     let ctx = Ctx::open(req).await?;
-    let (session, _) = writable_session(&ctx, id).await?;
+    let (session, _) = writable_session(&ctx, id, Use::Manage).await?;
     let backends = Backends::from_config(&ctx.config)?;
     let backend = session_backend(&backends, &session)?;
     backend.delete(&session.staging_key).await?;
