@@ -144,6 +144,12 @@ pub async fn parts_in_order_make_the_file(cfg: Config) -> Result<()> {
     ensure!(s == 200 && sha256_hex(&got) == digest, "download {s}");
     // The session is over; its id is unknown now.
     assert_problem(&show(&app, &sid).await?, 404, "not_found");
+    // A path already taken is refused before any part moves.
+    assert_problem(
+        &begin(&app, &pid, "logs/big.bin", bytes.len(), &digest).await?,
+        409,
+        "duplicate_path",
+    );
     let events = app.audit_events(&pid, "file_uploaded").await?;
     ensure!(events.len() == 1, "one upload event: {events:?}");
     Ok(())

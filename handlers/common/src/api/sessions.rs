@@ -113,6 +113,15 @@ pub async fn create(req: &mut Request, package_id: &str) -> Result<Reply, ApiErr
     let package = ctx.readable_package(package_id).await?;
     auth::require_write(&ctx.principal, &package.producer)?;
     state::check_upload(package.status)?;
+    // Before any part moves (the commit checks again): a taken path would cost a client
+    // the whole file's upload to learn it.
+    let files = ctx.meta.list_files(package_id).await?;
+    if files.iter().any(|(f, _)| f.relative_path == relative_path) {
+        return Err(ApiError::new(
+            ErrorCode::DuplicatePath,
+            format!("the package already has a file at {relative_path}"),
+        ));
+    }
     let backends = Backends::from_config(&ctx.config)?;
     let backend = backends.default_backend();
     let request = SessionRequest {
