@@ -225,6 +225,8 @@ pub struct TestApp {
     pub pg_database: Option<String>,
     /// The S3 key prefix of this app (bytes = s3).
     pub s3_prefix: Option<String>,
+    /// Whether dropping this app removes the prefix's objects (a sibling shares them).
+    owns_s3_prefix: bool,
     child: Option<Child>,
     vars: Vec<(String, String)>,
 }
@@ -274,6 +276,7 @@ impl TestApp {
                 .build()?,
             pg_database,
             s3_prefix,
+            owns_s3_prefix: true,
             child: None,
             vars,
         };
@@ -360,6 +363,7 @@ impl TestApp {
             // The first instance owns (and drops) the database.
             pg_database: None,
             s3_prefix: self.s3_prefix.clone(),
+            owns_s3_prefix: false,
             child: None,
             vars: self.vars.clone(),
         };
@@ -759,6 +763,14 @@ impl Drop for TestApp {
         }
         if std::env::var_os("ARTIFACT_STORE_KEEP_STATE").is_none() {
             let _ = std::fs::remove_dir_all(&self.state_dir);
+            // Run after run, leftovers would fill the test server's disk (a full Ceph OSD
+            // blocks every write: a rehearsal hung on it).
+            if self.owns_s3_prefix
+                && let Some(prefix) = &self.s3_prefix
+                && let Ok(Some(env)) = s3_env()
+            {
+                s3::remove_prefix(&env, prefix);
+            }
         }
     }
 }

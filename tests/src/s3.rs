@@ -56,6 +56,39 @@ pub fn list_multipart_uploads(env: &S3Env, prefix: &str) -> Result<Vec<String>> 
     Ok(tag_values(&curl(env, &url, &[])?, "Key"))
 }
 
+/// Deletes every object under `prefix` and aborts its multipart uploads. Best effort,
+/// bounded by a timeout per request: a test's clean-up must not hang on a server it
+/// stopped on purpose.
+pub fn remove_prefix(env: &S3Env, prefix: &str) {
+    let quick = ["-m", "30"];
+    for _ in 0..100 {
+        let Ok(keys) = list_keys(env, prefix) else {
+            return;
+        };
+        if keys.is_empty() {
+            break;
+        }
+        for key in keys {
+            let url = format!("{}/{}/{}", env.endpoint, env.bucket, key);
+            let _ = curl(env, &url, &[&quick[..], &["-X", "DELETE"]].concat());
+        }
+    }
+    let listing = format!(
+        "{}/{}?prefix={}&uploads=",
+        env.endpoint,
+        env.bucket,
+        query_value(prefix)
+    );
+    if let Ok(xml) = curl(env, &listing, &quick) {
+        let keys = tag_values(&xml, "Key");
+        let ids = tag_values(&xml, "UploadId");
+        for (key, id) in keys.iter().zip(&ids) {
+            let url = format!("{}/{}/{}?uploadId={id}", env.endpoint, env.bucket, key);
+            let _ = curl(env, &url, &[&quick[..], &["-X", "DELETE"]].concat());
+        }
+    }
+}
+
 /// Response headers of a HEAD on `key`, lower-cased names.
 pub fn head(env: &S3Env, key: &str) -> Result<String> {
     let url = format!("{}/{}/{}", env.endpoint, env.bucket, key);

@@ -74,7 +74,18 @@ pub fn start_s3(server: S3Server) -> Result<Option<S3Env>> {
         }
         cmd.output().with_context(|| format!("running {start}"))
     };
-    let mut out = run_start(false)?;
+    // CI starts from nothing: a data dir kept from earlier runs on this machine may be
+    // unable to restart, or full (a full Ceph OSD blocks every write, and the tests hang).
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if ci {
+        step(&format!("CI: wiping the throwaway data of {start} first"));
+        let _ = Command::new("bash")
+            .arg(dir.join(stop))
+            .arg("--wipe")
+            .status();
+        kill_strays(data);
+    }
+    let mut out = run_start(ci)?;
     if !out.status.success() {
         // The data dir is throwaway test state; a run killed mid-write (or a machine that
         // was reset under it) can leave it unable to restart. Start over from nothing once.
@@ -103,7 +114,8 @@ pub fn start_s3(server: S3Server) -> Result<Option<S3Env>> {
     Ok(Some(S3Env {
         vars,
         stop_script: dir.join(stop),
-        started_here: !already_up,
+        // Restarted from nothing under CI: ours to stop, whoever ran it before.
+        started_here: ci || !already_up,
     }))
 }
 
