@@ -204,13 +204,15 @@ pub async fn wrong_parts_are_refused(cfg: Config) -> Result<()> {
         422,
         "digest_mismatch",
     );
+    // Refusals answered before the body is read get small bodies: a big one may meet the
+    // closed connection while it is still being sent.
     assert_problem(
-        &put_part(&app, &sid, 2, &part(&bytes, 2)[1..], None).await?,
+        &put_part(&app, &sid, 2, &part(&bytes, 2)[..100], None).await?,
         422,
         "size_mismatch",
     );
     for n in [0, 3] {
-        let got = put_part(&app, &sid, n, part(&bytes, 1), None).await?;
+        let got = put_part(&app, &sid, n, b"tiny", None).await?;
         assert_problem(&got, 422, "invalid_part");
     }
     let (_, state) = show(&app, &sid).await?;
@@ -225,7 +227,7 @@ pub async fn wrong_parts_are_refused(cfg: Config) -> Result<()> {
             Some(&app.tokens.other_producer),
             &format!("/uploads/{sid}/parts/1"),
         )
-        .body(part(&bytes, 1).to_vec())
+        .body(b"tiny".to_vec())
         .send()
         .await?;
     ensure!(
@@ -246,7 +248,7 @@ pub async fn wrong_parts_are_refused(cfg: Config) -> Result<()> {
     let (s, fin) = app.finalize(&app.tokens.producer, &pid).await?;
     ensure!(s == 200, "finalize: {fin}");
     assert_problem(
-        &put_part(&app, &late, 1, part(&other, 1), None).await?,
+        &put_part(&app, &late, 1, b"tiny", None).await?,
         409,
         "package_finalized",
     );
@@ -368,11 +370,7 @@ pub async fn expired_and_aborted_sessions_leave_nothing(cfg: Config) -> Result<(
     let sid = session["id"].as_str().context("id")?.to_string();
     put_part(&app, &sid, 2, part(&bytes, 2), None).await?;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_problem(
-        &put_part(&app, &sid, 1, part(&bytes, 1), None).await?,
-        410,
-        "gone",
-    );
+    assert_problem(&put_part(&app, &sid, 1, b"tiny", None).await?, 410, "gone");
     app.sweep().await?;
     let removed = app.audit_events(&pid, "orphan_removed").await?;
     ensure!(

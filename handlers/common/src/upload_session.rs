@@ -79,7 +79,7 @@ pub async fn begin_session<M: MetadataStore, S: ObjectStore>(
 }
 
 /// Refuses work on a session that is past its expiry or no longer taking parts.
-fn check_open(session: &UploadSession) -> Result<(), ApiError> {
+pub fn check_open(session: &UploadSession) -> Result<(), ApiError> {
     if session.expires_at <= time::now() {
         return Err(ApiError::new(
             ErrorCode::Gone,

@@ -200,6 +200,8 @@ pub async fn put_part(req: &mut Request, id: &str, number: &str) -> Result<Reply
         .map(validate::sha256_hex)
         .transpose()?;
     let (session, _) = writable_session(&ctx, id, Use::Send).await?;
+    // The session's state before the body's: an expired session is 410 whatever is sent.
+    upload_session::check_open(&session)?;
     let len = session.plan.part_len(number)?;
     if let Some(n) = req.content_length()
         && n != len
