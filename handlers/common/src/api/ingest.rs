@@ -79,7 +79,7 @@ pub fn relative_path_from_url(path: &str) -> Result<String, ApiError> {
     Ok(decoded)
 }
 
-fn too_large(limit: u64) -> ApiError {
+pub(super) fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
         format!("the file is larger than {limit} bytes"),
@@ -224,7 +224,7 @@ async fn upload_multipart(req: &mut Request, id: &str) -> Result<Reply, ApiError
     Ok(created(file))
 }
 
-fn new_upload(
+pub(super) fn new_upload(
     ctx: &Ctx,
     backend: &Backend,
     package_id: &str,

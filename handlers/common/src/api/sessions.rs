@@ -11,6 +11,7 @@ use artifact_store_core::{state, time, validate};
 use serde_json::{Value, json};
 
 use super::Ctx;
+use super::ingest::{new_upload, too_large};
 use crate::auth;
 use crate::body::Reply;
 use crate::problem::ApiError;
@@ -63,16 +64,15 @@ fn present(s: &UploadSession, parts: &[SessionPart]) -> Value {
 }
 
 fn upload_for(ctx: &Ctx, backend: &Backend, s: &UploadSession) -> Upload {
-    Upload {
-        package_id: s.package_id.clone(),
-        relative_path: s.relative_path.clone(),
-        media_type: s.media_type.clone(),
-        expected_sha256: Some(s.sha256.clone()),
-        expected_size: Some(s.plan.size_bytes),
-        actor: ctx.principal.name.clone(),
-        max_bytes: ctx.config.max_file_bytes,
-        key_prefix: backend.key_prefix().to_string(),
-    }
+    new_upload(
+        ctx,
+        backend,
+        &s.package_id,
+        s.relative_path.clone(),
+        s.media_type.clone(),
+        Some(s.sha256.clone()),
+        Some(s.plan.size_bytes),
+    )
 }
 
 /// A non-negative integer member; absent -> `None` (`null` is no integer).
@@ -101,13 +101,7 @@ pub async fn create(req: &mut Request, package_id: &str) -> Result<Reply, ApiErr
     let size = u64_field(&body, "size_bytes")?
         .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "`size_bytes` is required"))?;
     if size > ctx.config.max_file_bytes {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "the file is larger than {} bytes",
-                ctx.config.max_file_bytes
-            ),
-        ));
+        return Err(too_large(ctx.config.max_file_bytes));
     }
     let plan = PartPlan::new(size, u64_field(&body, "part_size")?)?;
     let package = ctx.readable_package(package_id).await?;
@@ -125,16 +119,15 @@ pub async fn create(req: &mut Request, package_id: &str) -> Result<Reply, ApiErr
     let backends = Backends::from_config(&ctx.config)?;
     let backend = backends.default_backend();
     let request = SessionRequest {
-        upload: Upload {
-            package_id: package_id.to_string(),
-            relative_path: relative_path.to_string(),
+        upload: new_upload(
+            &ctx,
+            backend,
+            package_id,
+            relative_path.to_string(),
             media_type,
-            expected_sha256: Some(sha256.clone()),
-            expected_size: Some(size),
-            actor: ctx.principal.name.clone(),
-            max_bytes: ctx.config.max_file_bytes,
-            key_prefix: backend.key_prefix().to_string(),
-        },
+            Some(sha256.clone()),
+            Some(size),
+        ),
         sha256,
         plan,
         lifetime_secs: ctx.config.upload_session_seconds,
