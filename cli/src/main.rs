@@ -102,6 +102,12 @@ enum Command {
         /// M, G, KiB, MiB, GiB; 0: never).
         #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = byte_size)]
         session_threshold: u64,
+        /// Send session files straight to the registry's S3 storage with the presigned URL
+        /// the registry gives (signed with the file's sha256, so storage checks every
+        /// byte); the storage endpoint must be reachable from here. Registries without S3
+        /// answer with ordinary parts.
+        #[arg(long)]
+        direct: bool,
         /// Where unfinished upload sessions are remembered for a rerun (default:
         /// $XDG_STATE_HOME/artifact-store).
         #[arg(long, env = "ARTIFACT_STORE_STATE_DIR")]
@@ -276,6 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             package,
             jobs,
             session_threshold,
+            direct,
             state_dir,
         } => {
             let args = push::PushArgs {
@@ -290,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 jobs: usize::from(jobs),
                 state_dir,
                 session_threshold,
+                direct,
             };
             push::run(&client, args, json).await
         }

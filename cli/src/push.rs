@@ -45,6 +45,8 @@ pub struct PushArgs {
     pub state_dir: Option<PathBuf>,
     /// Files larger than this go through an upload session; 0: never.
     pub session_threshold: u64,
+    /// Ask for direct sessions (one presigned PUT straight to S3).
+    pub direct: bool,
 }
 
 /// A local file with its digest.
@@ -108,7 +110,7 @@ pub async fn run(client: &Client, args: PushArgs, json_out: bool) -> Result<Outc
             .with_context(|| format!("listing the files of package {package_id}"))?,
         None => Default::default(),
     };
-    let sessions = Sessions::open(args.state_dir.as_deref(), &package_id);
+    let sessions = Sessions::open(args.state_dir.as_deref(), &package_id).direct(args.direct);
     let mut conflicts = Vec::new();
     let mut missing = Vec::new();
     for h in hashed.iter() {

@@ -26,6 +26,10 @@ pub enum ErrorCode {
     InvalidState,
     HoldReleased,
     HoldActive,
+    /// The file's stored bytes failed verification (the scrubber found them changed or
+    /// missing): the registry refuses to serve them. 409: the file's state, not the request,
+    /// is the problem, and it lasts until an operator repairs the object.
+    ObjectCorrupt,
     // 410
     Gone,
     // 413
@@ -73,6 +77,7 @@ impl ErrorCode {
             Self::InvalidState => "invalid_state",
             Self::HoldReleased => "hold_released",
             Self::HoldActive => "hold_active",
+            Self::ObjectCorrupt => "object_corrupt",
             Self::Gone => "gone",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -110,7 +115,8 @@ impl ErrorCode {
             | Self::DuplicatePath
             | Self::InvalidState
             | Self::HoldReleased
-            | Self::HoldActive => 409,
+            | Self::HoldActive
+            | Self::ObjectCorrupt => 409,
             Self::Gone => 410,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,

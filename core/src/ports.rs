@@ -102,6 +102,14 @@ pub struct BackendHealth {
     pub detail: String,
 }
 
+/// A presigned request: the URL carries the signature; every header in `headers` was
+/// signed too and must be sent as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presigned {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
 pub trait ObjectStore {
     type Reader: ByteStream;
 
@@ -131,6 +139,19 @@ pub trait ObjectStore {
         key: &str,
         expires_secs: u64,
     ) -> Result<Option<String>, StorageError>;
+
+    /// A URL a client may PUT `key`'s bytes to directly, valid for `expires_secs`, signed
+    /// so that the backend itself refuses any bytes whose sha256 is not `sha256`; `None`
+    /// where the backend cannot (kv).
+    async fn presign_put(
+        &self,
+        key: &str,
+        sha256: &str,
+        expires_secs: u64,
+    ) -> Result<Option<Presigned>, StorageError> {
+        let _ = (key, sha256, expires_secs);
+        Ok(None)
+    }
 
     /// `None` when the object does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
@@ -290,6 +311,9 @@ pub struct FileRecord {
     pub producer: String,
     /// `true` once the package's bytes were deleted (downloads answer 410).
     pub deleted: bool,
+    /// `true` once the scrubber found the file's object changed or missing (downloads
+    /// answer 409 `object_corrupt`).
+    pub corrupt: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -332,6 +356,61 @@ pub struct SweepClaim {
     pub package: Package,
     /// `true` when this sweep moved it to `deleting` (records the eligible/requested events).
     pub newly_deleting: bool,
+}
+
+// Scrubbing: stored objects re-read and checked against their content address.
+
+/// A blob the scrubber reads next, with where an earlier slice left off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrubTarget {
+    pub location: StorageLocation,
+    pub sha256: String,
+    pub size_bytes: u64,
+    /// Bytes already digested into `hash_state` by earlier slices (0: start afresh).
+    pub verified_bytes: u64,
+    /// `ResumableSha256::to_hex` of the object's first `verified_bytes` bytes.
+    pub hash_state: String,
+    /// When the whole object last hashed to its address (`None`: never).
+    pub last_verified_at: Option<Timestamp>,
+}
+
+/// A live file whose bytes are a corrupt blob's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AffectedFile {
+    pub file_id: String,
+    pub package_id: String,
+    pub relative_path: String,
+}
+
+/// A blob the scrubber found changed or missing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScrubFinding {
+    pub backend_id: String,
+    pub object_key: String,
+    pub expected_sha256: String,
+    /// The sha256 of the bytes read, or `missing`, `wrong_size`, `unreadable` (the backend's
+    /// bytes do not add up, e.g. a kv chunk gone).
+    pub found: String,
+    pub detail: String,
+    pub found_at: Timestamp,
+    pub files: Vec<AffectedFile>,
+}
+
+/// Where scrubbing stands: `GET /admin/scrub`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScrubStatus {
+    /// Blobs present (not being deleted).
+    pub blobs_total: u64,
+    /// Present blobs whose whole object hashed to its address at least once.
+    pub verified_once: u64,
+    pub never_verified: u64,
+    /// Blobs a slice started and a later one continues (their digest state is stored).
+    pub in_progress: u64,
+    /// The oldest `last_verified_at` of a verified, intact blob.
+    pub oldest_verified_at: Option<Timestamp>,
+    pub corrupt: u64,
+    /// The corrupt blobs, newest finding first (at most the asked limit).
+    pub findings: Vec<ScrubFinding>,
 }
 
 pub trait MetadataStore {
@@ -488,4 +567,34 @@ pub trait MetadataStore {
     async fn fail_deletion(&self, package_id: &str, actor: &str, detail: &str) -> MetaResult<()>;
     /// Pending uploads started before `before` (their bytes may be orphans).
     async fn stale_uploads(&self, before: Timestamp, limit: u32) -> MetaResult<Vec<PendingUpload>>;
+
+    // scrubbing
+    /// Up to `limit` present, not corrupt blobs in scrub order: ones a slice started first,
+    /// then never verified, then oldest `last_verified_at`.
+    async fn scrub_candidates(&self, limit: u32) -> MetaResult<Vec<ScrubTarget>>;
+    /// Moves a blob's stored digest from `from_bytes` to `to_bytes` digested bytes; `false`
+    /// when it was no longer at `from_bytes` (another scrubber moved it).
+    async fn save_scrub_progress(
+        &self,
+        location: &StorageLocation,
+        from_bytes: u64,
+        to_bytes: u64,
+        hash_state: &str,
+    ) -> MetaResult<bool>;
+    /// The whole object hashed to its address: records `last_verified_at` and forgets the
+    /// digest state.
+    async fn mark_verified(&self, location: &StorageLocation, now: Timestamp) -> MetaResult<()>;
+    /// Marks a present blob corrupt (downloads of its files are refused from now on) and
+    /// records one `corruption_detected` per live file of it, in one transaction. `None`
+    /// (nothing recorded) when the blob is gone, being deleted or already marked.
+    async fn mark_corrupt(
+        &self,
+        location: &StorageLocation,
+        found: &str,
+        detail: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> MetaResult<Option<ScrubFinding>>;
+    /// Scrub progress and up to `findings_limit` findings.
+    async fn scrub_status(&self, findings_limit: u32) -> MetaResult<ScrubStatus>;
 }

@@ -118,6 +118,34 @@ impl SessionState {
     }
 }
 
+/// How a session's bytes reach the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// Parts through the registry (`PUT /uploads/{id}/parts/{n}`), hashed on the way.
+    Gateway,
+    /// One presigned PUT of the whole file straight to the backend's staging key, signed
+    /// with the declared sha256: the storage server checks every byte and keeps nothing
+    /// else, so the registry neither sees nor reads back the bytes.
+    Direct,
+}
+
+impl Transfer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transfer::Gateway => "gateway",
+            Transfer::Direct => "direct",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Transfer> {
+        match s {
+            "gateway" => Some(Transfer::Gateway),
+            "direct" => Some(Transfer::Direct),
+            _ => None,
+        }
+    }
+}
+
 /// An upload session. Its id is also the id of the pending upload that carries its staging
 /// key, pin and orphan handling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +156,7 @@ pub struct UploadSession {
     pub media_type: String,
     pub sha256: String,
     pub plan: PartPlan,
+    pub transfer: Transfer,
     pub backend_id: String,
     pub staging_key: String,
     /// The backend's own id for the parts (S3's `UploadId`; empty on kv).

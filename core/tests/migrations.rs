@@ -1,9 +1,12 @@
 //! The migration runner against real databases: a SQLite file (rusqlite) and PostgreSQL at
 //! 127.0.0.1:5432 (`user=postgres dbname=test`), each test in a fresh schema.
 //!
-//! The `MigrationConn` implementations here are test adapters, written the way the real
-//! ones in `handlers` are expected to be: SQLite re-checks the ledger inside
-//! `BEGIN IMMEDIATE`; Postgres takes a session advisory lock.
+//! The `MigrationConn` implementations here are model adapters written for these tests
+//! (SQLite re-checks the ledger inside `BEGIN IMMEDIATE`; Postgres takes a session advisory
+//! lock), not the production ones in `handlers`: these tests cover `core::migrate::run`
+//! itself. The production adapters are tested in `handlers/common/tests`
+//! (`metadata_sqlite.rs` `threaded_first_migrations_apply_each_once` and the
+//! `concurrent_first_migrations` scenario on SQLite and PostgreSQL).
 
 use std::path::PathBuf;
 
@@ -176,8 +179,12 @@ fn sqlite_failed_migration_leaves_nothing() {
     std::fs::remove_file(path).unwrap();
 }
 
+/// `migrate::run` on four threads, with the model SQLite adapter: each run reports only the
+/// versions it applied (a lost race is `apply` returning `false`), so together they report
+/// each version once. The production adapter's race: `threaded_first_migrations_apply_each_once`
+/// in `handlers/common/tests/metadata_sqlite.rs`.
 #[test]
-fn sqlite_concurrent_runners_apply_once() {
+fn run_with_model_sqlite_adapter_reports_each_version_once_across_threads() {
     let path = temp_db();
     Sqlite::open(&path); // create the file
     let slow = set(&[A, B, C]);
@@ -370,8 +377,12 @@ async fn pg_refuses_an_edited_migration_and_rolls_back_failures() {
     drop_schema(&schema).await;
 }
 
+/// `migrate::run` three times at once, with the model PostgreSQL adapter: `run` holds
+/// `lock` for the whole run, so each version is applied (and reported) once. The production
+/// adapter's race: the `concurrent_first_migrations` scenario in
+/// `handlers/common/tests/metadata_postgres.rs`.
 #[tokio::test]
-async fn pg_concurrent_runners_apply_once() {
+async fn run_with_model_pg_adapter_applies_each_version_once_concurrently() {
     let schema = fresh_schema().await;
     // Each migration fails if run twice (no IF NOT EXISTS) and is slow enough to overlap.
     let slow = set(&[

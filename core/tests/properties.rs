@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use artifact_store_core::audit::{self, ChainVerifier};
+use artifact_store_core::error::ErrorCode;
 use artifact_store_core::manifest;
 use artifact_store_core::model::{
     AuditEvent, AuditEventType, File, Hold, Package, PackageStatus, RetentionClass, RetentionEvent,
@@ -122,8 +123,32 @@ proptest! {
             (_, Some(r)) => {
                 prop_assert_eq!(e1, Some(early + chrono::TimeDelta::seconds(r)));
             }
-            (_, None) => prop_assert!(e1.is_some()),
+            (_, None) => {
+                let days = default_rule_days(class);
+                prop_assert_eq!(e1, Some(early + chrono::TimeDelta::days(days)));
+            }
         }
+    }
+
+    /// A package of an expiring class whose `expires_at` is unset has nothing to extend
+    /// either: `check_extension` refuses it as it refuses a permanent record, whatever the
+    /// new date.
+    #[test]
+    fn extension_without_a_current_expiry_is_refused(new in ts(), class in class()) {
+        let r = retention::check_extension(None, new, class);
+        prop_assert_eq!(r.map_err(|e| e.code), Err(ErrorCode::InvalidExtension));
+    }
+}
+
+/// The default rules as the README's retention table states them, in days (not read from
+/// `RetentionRules::default`, which is what is under test).
+fn default_rule_days(class: RetentionClass) -> i64 {
+    match class {
+        RetentionClass::Transient => 7,
+        RetentionClass::RawEvidence => 90,
+        RetentionClass::SummaryEvidence => 365,
+        RetentionClass::ReleaseEvidence => 2557,
+        RetentionClass::PermanentRecord => unreachable!("never expires"),
     }
 }
 
@@ -168,6 +193,32 @@ fn trick() -> impl Strategy<Value = &'static str> {
     ])
 }
 
+/// Every control character (`char::is_control`: C0, DEL and C1).
+fn control_char() -> impl Strategy<Value = char> {
+    let all: Vec<char> = (0..=0x10ffff)
+        .filter_map(char::from_u32)
+        .filter(|c| c.is_control())
+        .collect();
+    select(all)
+}
+
+/// Every character with Unicode's `Bidi_Control` property (ALM, LRM, RLM, the embeddings
+/// and overrides U+202A..U+202E, the isolates U+2066..U+2069), listed from the standard.
+fn bidi_control() -> impl Strategy<Value = char> {
+    select(vec![
+        '\u{061c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}',
+        '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+    ])
+}
+
+/// `p` with `c` inserted before the character `at` picks (or at the end).
+fn insert_char(p: &str, c: char, at: prop::sample::Index) -> String {
+    let bounds: Vec<usize> = p.char_indices().map(|(i, _)| i).chain([p.len()]).collect();
+    let mut out = p.to_string();
+    out.insert(bounds[at.index(bounds.len())], c);
+    out
+}
+
 proptest! {
     #[test]
     fn valid_paths_are_accepted_unchanged(p in valid_path()) {
@@ -192,6 +243,18 @@ proptest! {
             _ => format!("c:/{p}"),
         };
         prop_assert!(validate::relative_path(&bad).is_err(), "accepted {:?}", bad);
+    }
+
+    /// Any control or bidi control character, anywhere in an otherwise valid path.
+    #[test]
+    fn control_and_bidi_characters_anywhere_are_rejected(
+        p in valid_path(),
+        c in prop_oneof![control_char(), bidi_control()],
+        at in any::<prop::sample::Index>(),
+    ) {
+        let bad = insert_char(&p, c, at);
+        let r = validate::relative_path(&bad).map_err(|e| e.code);
+        prop_assert_eq!(r, Err(ErrorCode::InvalidPath), "{:?}", bad);
     }
 
     #[test]
@@ -221,6 +284,39 @@ proptest! {
         let mut s = segs.clone();
         s.push("%2e%2e".into());
         prop_assert!(validate::relative_path(&s.join("/")).is_ok());
+    }
+}
+
+/// The limit counts bytes (`MAX_PATH_BYTES`), not characters: a path of two-byte `ü` is
+/// over it at 513 characters, far fewer than 1024.
+#[test]
+fn the_path_limit_counts_bytes() {
+    let at_limit = "ü".repeat(validate::MAX_PATH_BYTES / 2);
+    assert_eq!(at_limit.len(), validate::MAX_PATH_BYTES);
+    assert!(validate::relative_path(&at_limit).is_ok());
+    let over = "ü".repeat(validate::MAX_PATH_BYTES / 2 + 1);
+    assert!(over.chars().count() < validate::MAX_PATH_BYTES);
+    assert!(
+        validate::relative_path(&over).is_err(),
+        "{} bytes",
+        over.len()
+    );
+}
+
+/// Pinned decision: lookalikes of `/` and `.` are accepted as ordinary characters. They are
+/// safe: no filesystem, archive tool or S3 treats U+2215 (∕), U+2024 (․) or U+FF0E (．) as a
+/// separator or a dot, so `․․∕x` is one file name, not a traversal (keys are content
+/// addresses anyway). Rejecting them would be a new rule; change this test with it.
+#[test]
+fn slash_and_dot_lookalikes_are_ordinary_characters() {
+    for p in [
+        "\u{2024}\u{2024}\u{2215}etc\u{2215}passwd",
+        "a\u{2215}b",
+        "\u{ff0e}\u{ff0e}/x",
+        "\u{ff0e}",
+        "\u{2024}/\u{2024}\u{2024}/f.bin",
+    ] {
+        assert!(validate::relative_path(p).is_ok(), "{p:?}");
     }
 }
 

@@ -106,6 +106,12 @@ pub fn put_object(env: &S3Env, key: &str, bytes: &[u8]) -> Result<()> {
     result.map(|_| ())
 }
 
+/// Deletes the object at `key` behind the app's back (to lose a stored object on purpose).
+pub fn delete_object(env: &S3Env, key: &str) -> Result<()> {
+    let url = format!("{}/{}/{}", env.endpoint, env.bucket, key);
+    curl(env, &url, &["-X", "DELETE"]).map(|_| ())
+}
+
 /// The `ETag` S3 keeps for `key`, quotes included: `"<md5>-<parts>"` for an object stored
 /// by a multipart upload.
 pub fn etag(env: &S3Env, key: &str) -> Result<String> {

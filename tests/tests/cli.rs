@@ -696,6 +696,48 @@ mod scenarios {
         Ok(())
     }
 
+    /// `push --direct`: on S3 a big file goes straight to storage with the session's
+    /// presigned URL (no part through the registry) and is committed; on kv the registry
+    /// answers with ordinary parts and the same push sends them.
+    pub async fn push_direct_sends_big_files_straight_to_storage(cfg: Config) -> Result<()> {
+        let s3 = cfg.bytes == artifact_store_tests::Bytes::S3;
+        let app = start!(cfg);
+        let src = scratch(&app, "direct");
+        write(&src, "big/bundle.bin", &pseudo_random(31, 20 * MIB + 7))?;
+        write(&src, "small.txt", b"small")?;
+        let url = app.base_url.clone();
+        let parts = Proxy::start(url.trim_start_matches("http://"), "PUT /uploads/").await?;
+        let mut args = push_args(src.to_str().unwrap(), "direct");
+        args.extend(["--finalize", "--direct", "--session-threshold", "8MiB"]);
+        let (code, pushed, stderr) = json_run(cli(
+            &app,
+            &format!("http://{}", parts.addr),
+            &app.tokens.producer,
+            &args,
+        ))?;
+        ensure!(code == 0, "push exited {code}: {pushed}\n{stderr}");
+        ensure!(pushed["sessions"] == 1 && pushed["files"] == 2, "{pushed}");
+        let through_registry = if s3 { 0 } else { 3 };
+        ensure!(
+            parts.hits() == through_registry,
+            "{} part PUTs through the registry, expected {through_registry}",
+            parts.hits()
+        );
+        let pkg = pushed["package_id"].as_str().context("package_id")?;
+        let out = run(cli(
+            &app,
+            &app.base_url,
+            &app.tokens.reader,
+            &["verify", pkg, src.to_str().unwrap()],
+        ))?;
+        ensure!(
+            out.status.code() == Some(0),
+            "verify: {}",
+            text(&out.stdout)
+        );
+        Ok(())
+    }
+
     /// A registry in front of the app that answers 503 (with `Retry-After: 1`) to its first
     /// `failures` requests, one per connection, and forwards everything after.
     struct Flaky {
@@ -1097,4 +1139,5 @@ artifact_store_tests::suite!(
     progress_bars_on_a_terminal_only,
     refused_files_stop_the_push_before_any_upload,
     read_and_operator_commands,
+    push_direct_sends_big_files_straight_to_storage,
 ]);

@@ -117,6 +117,17 @@ async fn shared_deployment(bytes: Bytes) -> Result<()> {
         }
     }
     ensure!(!committed.is_empty(), "some uploads beat their finalize");
+    // The race below is only a race if some package the sweeps delete (transient, not held:
+    // `i % 4 == 2`) committed the shared bytes too (its `f0.bin` beat its finalize).
+    let expiring_shared = pids
+        .iter()
+        .enumerate()
+        .filter(|(i, pid)| i % 4 == 2 && committed.contains_key(&format!("{pid}/f0.bin")))
+        .count();
+    ensure!(
+        expiring_shared > 0,
+        "some expiring package stored the shared bytes (else dedupe never meets deletion)"
+    );
 
     // Two sweeps racing on the two instances, after the transient packages expired.
     tokio::time::sleep(Duration::from_secs(4)).await;

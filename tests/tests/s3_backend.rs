@@ -49,13 +49,17 @@ async fn wrong_secret_answers_503_and_writes_nothing() {
             // Health shows the backend down but the service up.
             let (s, health) = app.get_json(&p, "/health").await?;
             ensure!(s == 200, "{health}");
+            ensure!(
+                health["status"] == "degraded" && health["metadata"] == "ok",
+                "{health}"
+            );
             let s3b = health["backends"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .find(|b| b["id"] == "s3")
                 .context("s3 in health")?;
-            ensure!(s3b["status"] != "ok", "{health}");
+            ensure!(s3b["status"] == "unavailable", "{health}");
             ensure!(
                 !app.log_tail().contains("definitely-not-the-secret"),
                 "secret never logged"

@@ -504,6 +504,98 @@ pub async fn a_gibibyte_under_serverless_limits(cfg: Config) -> Result<()> {
     Ok(())
 }
 
+/// `direct: true` on S3: one presigned PUT straight to storage, signed with the declared
+/// sha256, so the storage server refuses other bytes; the registry commits what arrived.
+/// On kv (no presigning) the same request falls back to parts through the gateway.
+pub async fn a_direct_upload_is_checked_by_storage(cfg: Config) -> Result<()> {
+    let s3 = cfg.bytes == Bytes::S3;
+    let app = start!(cfg);
+    let pid = id(&app.create_package("direct", "raw-evidence").await?);
+    let bytes = pseudo_random(7, 6 * MIB + 3);
+    let digest = sha256_hex(&bytes);
+    let (s, session) = app
+        .post_json(
+            &app.tokens.producer,
+            &format!("/packages/{pid}/uploads"),
+            &json!({"relative_path": "direct.bin", "size_bytes": bytes.len(), "sha256": digest,
+                    "direct": true}),
+        )
+        .await?;
+    ensure!(s == 201, "begin: {s} {session}");
+    let sid = session["id"].as_str().context("id")?.to_string();
+    if !s3 {
+        ensure!(
+            session["transfer"] == "gateway"
+                && session["parts"][0]["url"] == format!("/uploads/{sid}/parts/1"),
+            "kv cannot presign: parts go through the gateway: {session}"
+        );
+        return Ok(());
+    }
+    let env = s3_env()?.context("s3")?;
+    let target = &session["parts"][0];
+    let url = target["url"].as_str().context("url")?.to_string();
+    ensure!(
+        session["transfer"] == "direct"
+            && session["part_count"] == 1
+            && session["missing"] == json!([1])
+            && target["size_bytes"] == bytes.len()
+            && target["method"] == "PUT"
+            && target["headers"]["x-amz-content-sha256"] == digest.as_str()
+            && url.starts_with(&env.endpoint)
+            && url.contains("X-Amz-Signature="),
+        "{session}"
+    );
+    // Nothing goes through the gateway, and nothing is committed before the bytes arrive.
+    let refused = put_part(&app, &sid, 1, &bytes[..5 * MIB], None).await?;
+    assert_problem(&refused, 409, "invalid_state");
+    assert_problem(&complete(&app, &sid).await?, 409, "invalid_state");
+
+    let client = reqwest::Client::new();
+    let send = |body: Vec<u8>| {
+        let mut req = client.put(&url).body(body);
+        for (k, v) in target["headers"].as_object().into_iter().flatten() {
+            req = req.header(k, v.as_str().unwrap_or_default());
+        }
+        req.send()
+    };
+    let mut wrong = bytes.clone();
+    wrong[MIB] ^= 1;
+    let r = send(wrong).await?;
+    ensure!(
+        r.status() == 400,
+        "storage took other bytes: {}",
+        r.status()
+    );
+    let (_, state) = show(&app, &sid).await?;
+    ensure!(state["missing"] == json!([1]), "{state}");
+    assert_problem(&complete(&app, &sid).await?, 409, "invalid_state");
+
+    let r = send(bytes.clone()).await?;
+    ensure!(
+        r.status() == 200,
+        "storage refused the right bytes: {}",
+        r.status()
+    );
+    let (_, state) = show(&app, &sid).await?;
+    ensure!(
+        state["missing"] == json!([]) && state["received"][0]["size_bytes"] == bytes.len(),
+        "{state}"
+    );
+    let (s, file) = complete(&app, &sid).await?;
+    ensure!(
+        s == 201 && file["sha256"] == digest.as_str() && file["size_bytes"] == bytes.len(),
+        "complete: {s} {file}"
+    );
+    let (s, body) = app.download(&app.tokens.producer, &id(&file)).await?;
+    ensure!(s == 200 && sha256_hex(&body) == digest, "download: {s}");
+    let key = artifact_store_tests::content_key(app.s3_prefix.as_deref().unwrap_or(""), &digest);
+    ensure!(
+        s3::list_keys(&env, &key)? == [key.clone()],
+        "no object at {key}"
+    );
+    no_staging_left(&app, true).await
+}
+
 mod scenarios {
     pub use super::*;
 }
@@ -520,6 +612,7 @@ artifact_store_tests::suite!(
     a_read_back_past_its_budget_answers_202_and_goes_on,
     expired_and_aborted_sessions_leave_nothing,
     a_gibibyte_under_serverless_limits,
+    a_direct_upload_is_checked_by_storage,
 ]);
 
 // Under the real Spin CLI: the routes, variables and the in-order digest across instances.
@@ -529,4 +622,5 @@ artifact_store_tests::suite!(
     spin_postgres_s3 => (Postgres, S3, Spin); [
     parts_in_order_make_the_file,
     a_read_back_past_its_budget_answers_202_and_goes_on,
+    a_direct_upload_is_checked_by_storage,
 ]);

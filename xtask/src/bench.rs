@@ -9,6 +9,9 @@
 //! - `local-file`: the file copied and synced on this disk, against the kv backend;
 //! - `<backend>-<host>-parts`: the same apps, the file sent through an upload session in
 //!   8 MiB parts (what a client does under a serverless host's request cap);
+//! - `s3-<host>-direct`: a direct upload session: curl PUTs the file straight to Ceph with
+//!   the session's presigned URL (signed with the declared sha256, so Ceph checks it), then
+//!   the app commits it; against `direct-curl`;
 //! - the `artifact-store` CLI pushing and pulling a run directory against curl doing the
 //!   same uploads and downloads (`cli_bench`).
 //!
@@ -187,6 +190,15 @@ fn measure(
             app.parts = true;
             targets.push(Target::App(app));
         }
+    }
+    // S3 with a direct session: the bytes go from curl straight to Ceph with a presigned
+    // PUT; the app only starts the session and commits it.
+    for (host, bin) in hosts {
+        let name = format!("s3-{}-direct", host.label());
+        let vars = s3.app_variables();
+        let mut app = App::start(root, work, &name, &manifest, *host, bin, &token, &vars)?;
+        app.direct = true;
+        targets.push(Target::App(app));
     }
     // S3 through the paths that hash in the component: no declared digest (staged, hashed,
     // copied) and verified downloads.
@@ -464,6 +476,14 @@ fn report(
             "8 MiB parts through a session against one PUT (target 0.8)",
         );
     }
+    for app in ["s3-harness-direct", "s3-spin-direct"] {
+        line(
+            "upload",
+            app,
+            "direct-curl",
+            "presigned direct PUT, session and commit included (target 0.9)",
+        );
+    }
     for app in ["s3-harness", "s3-spin"] {
         line(
             "upload",
@@ -509,6 +529,9 @@ struct App {
     declare: bool,
     /// Uploads go through an upload session: 8 MiB parts in order, then `complete`.
     parts: bool,
+    /// Uploads go through a direct session: one presigned PUT straight to S3, then
+    /// `complete`.
+    direct: bool,
     child: Child,
 }
 
@@ -570,6 +593,7 @@ impl App {
             host,
             declare: true,
             parts: false,
+            direct: false,
             base: format!("http://127.0.0.1:{port}"),
             token: token.to_string(),
             child,
@@ -692,14 +716,72 @@ impl App {
         Ok((took, json_id(&reply)?))
     }
 
+    /// Uploads `file` through a direct session: the session, one presigned PUT straight to
+    /// storage with the headers the session lists, then `complete`; the time from the
+    /// session's start to the file's commit.
+    fn upload_direct(
+        &self,
+        work: &Workdir,
+        package: &str,
+        file: &Path,
+        sha: &str,
+        size: u64,
+    ) -> Result<(Duration, String)> {
+        let auth = format!("Authorization: Bearer {}", self.token);
+        let reply = work.path.join("reply.json");
+        let body = format!(
+            r#"{{"relative_path":"big.bin","size_bytes":{size},"sha256":"{sha}","direct":true}}"#
+        );
+        let started = Instant::now();
+        let mut begin = curl(&reply);
+        begin
+            .args(["-X", "POST", "-H", &auth])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &body,
+            ])
+            .arg(format!("{}/packages/{package}/uploads", self.base));
+        expect_status(&mut begin, "201", &reply, "POST uploads")?;
+        let session: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&reply)?)?;
+        let id = session["id"].as_str().context("session id")?.to_string();
+        let target = &session["parts"][0];
+        if session["transfer"] != "direct" {
+            bail!("the session is not direct: {session}");
+        }
+        let mut put = curl(&work.path.join("s3-reply.xml"));
+        put.arg("-T").arg(file);
+        for (k, v) in target["headers"].as_object().into_iter().flatten() {
+            put.args(["-H", &format!("{k}: {}", v.as_str().unwrap_or_default())]);
+        }
+        put.arg(target["url"].as_str().context("part url")?);
+        expect_status(
+            &mut put,
+            "200",
+            &work.path.join("s3-reply.xml"),
+            "presigned PUT",
+        )?;
+        let mut complete = curl(&reply);
+        complete
+            .args(["-X", "POST", "-H", &auth])
+            .arg(format!("{}/uploads/{id}/complete", self.base));
+        expect_status(&mut complete, "201", &reply, "POST complete")?;
+        Ok((started.elapsed(), json_id(&reply)?))
+    }
+
     /// Creates a package, uploads `file` into it, downloads it back.
     fn transfer(&self, work: &Workdir, file: &Path, sha: &str, size: u64) -> Result<Sample> {
         let auth = format!("Authorization: Bearer {}", self.token);
         let reply = work.path.join("reply.json");
         let package = self.create_package(&reply)?;
-        if self.parts {
+        if self.parts || self.direct {
             self.reset_peak_rss();
-            let (upload, file_id) = self.upload_in_parts(work, &package, file, sha, size)?;
+            let (upload, file_id) = if self.direct {
+                self.upload_direct(work, &package, file, sha, size)?
+            } else {
+                self.upload_in_parts(work, &package, file, sha, size)?
+            };
             let upload_rss_kib = self.peak_rss_kib();
             let (download, download_rss_kib) = self.download(&file_id, size)?;
             return Ok(Sample {

@@ -1,4 +1,4 @@
-//! The `admin` component: `POST /admin/sweeps`.
+//! The `admin` component: `/admin/sweeps` and `/admin/scrub`.
 //!
 //! Thin on purpose: the handler lives in `artifact_store_handlers::api::admin`, so every
 //! component shares one tested implementation and this crate only binds it to Spin.

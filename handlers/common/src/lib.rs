@@ -13,6 +13,7 @@ pub mod multipart;
 pub mod problem;
 pub mod range;
 pub mod request;
+pub mod scrub;
 pub mod splice;
 pub mod storage;
 pub mod sweep;

@@ -6,8 +6,9 @@
 //! `forget_blob` -> `complete_deletion`. Any failure records `deletion_failed` and leaves
 //! the package `deleting`; the next sweep claims it again and repeats the idempotent
 //! deletes. Orphans (uploads that never committed) lose their staging bytes after a grace
-//! period. Generic over `ObjectStores` so it runs natively against fakes as well as Spin's
-//! backends.
+//! period. Each sweep ends with a slice of scrubbing (`scrub::scrub_slice`) within what is
+//! left of the verification budget. Generic over `ObjectStores` so it runs natively
+//! against fakes as well as Spin's backends.
 
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::{AuditEventType, PackageStatus, RetentionClass, Timestamp};
@@ -206,7 +207,9 @@ pub async fn run_sweep<M: MetadataStore, B: ObjectStores>(
             report.orphans_removed += 1;
         }
     }
+    let verifying = std::time::Instant::now();
     continue_verifications(meta, backends, cfg).await?;
+    scrub(meta, backends, cfg, verifying.elapsed(), actor).await;
     meta.append_audit(AuditDraft {
         event_type: AuditEventType::SweepCompleted,
         package_id: None,
@@ -252,6 +255,30 @@ async fn continue_verifications<M: MetadataStore, B: ObjectStores>(
         }
     }
     Ok(())
+}
+
+/// A slice of scrubbing with what is left of the verification budget (at least one piece:
+/// every sweep moves the scrubber on). A failure only delays it: logged, never fatal.
+async fn scrub<M: MetadataStore, B: ObjectStores>(
+    meta: &M,
+    backends: &B,
+    cfg: &SweepConfig,
+    spent: std::time::Duration,
+    actor: &str,
+) {
+    let scrub_cfg = crate::scrub::ScrubConfig {
+        batch_size: cfg.batch_size,
+        budget: cfg.verify_budget.saturating_sub(spent),
+        piece_bytes: crate::scrub::PIECE_BYTES,
+    };
+    match crate::scrub::scrub_slice(meta, backends, &scrub_cfg, actor).await {
+        Ok(r) => eprintln!(
+            "artifact-store: sweep: scrub: examined={} verified={} corrupt={} missing={} \
+             unfinished={} bytes_read={}",
+            r.examined, r.verified, r.corrupt, r.missing, r.unfinished, r.bytes_read
+        ),
+        Err(e) => eprintln!("artifact-store: sweep: scrub: {e:?}"),
+    }
 }
 
 enum Outcome {

@@ -12,6 +12,11 @@
 //!    and on a match the file is committed as any upload; on a mismatch the bytes are
 //!    deleted, the session ends and an `upload_failed` event says why.
 //!
+//! A `direct` session skips steps 2 and most of 3: the client PUTs the whole file straight
+//! to the staging key with a presigned URL signed with the declared sha256, so the storage
+//! server checks every byte (and stores nothing else); `complete` only checks the object
+//! arrived whole, then commits.
+//!
 //! An abandoned session is an orphan like any pending upload once it has expired: the
 //! sweep deletes its staging key (which drops the parts) and forgets it.
 
@@ -21,7 +26,7 @@ use artifact_store_core::ports::{
     AuditDraft, ByteRange, ByteStream, MetadataStore, ObjectStore, StorageError,
 };
 use artifact_store_core::session::{
-    PartPlan, ResumableSha256, SessionPart, SessionState, UploadSession,
+    PartPlan, ResumableSha256, SessionPart, SessionState, Transfer, UploadSession,
 };
 use artifact_store_core::{content, time};
 use serde_json::json;
@@ -37,6 +42,7 @@ pub struct SessionRequest {
     pub upload: Upload,
     pub sha256: String,
     pub plan: PartPlan,
+    pub transfer: Transfer,
     pub lifetime_secs: i64,
 }
 
@@ -49,7 +55,10 @@ pub async fn begin_session<M: MetadataStore, S: ObjectStore>(
 ) -> Result<UploadSession, ApiError> {
     let id = uuid::Uuid::now_v7().to_string();
     let staging_key = content::staging_key(&req.upload.key_prefix, &id);
-    let backend_upload_id = store.begin_parts(&staging_key, &req.plan).await?;
+    let backend_upload_id = match req.transfer {
+        Transfer::Gateway => store.begin_parts(&staging_key, &req.plan).await?,
+        Transfer::Direct => String::new(),
+    };
     let now = time::now();
     let session = UploadSession {
         id,
@@ -58,6 +67,7 @@ pub async fn begin_session<M: MetadataStore, S: ObjectStore>(
         media_type: req.upload.media_type.clone(),
         sha256: req.sha256.clone(),
         plan: req.plan,
+        transfer: req.transfer,
         backend_id: store.backend_id().to_string(),
         staging_key,
         backend_upload_id,
@@ -91,6 +101,23 @@ pub fn check_open(session: &UploadSession) -> Result<(), ApiError> {
             ErrorCode::InvalidState,
             format!(
                 "upload session {} takes no more parts: it is being completed",
+                session.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a part for a session that takes none through the registry: past its expiry,
+/// being completed, or direct (its file goes straight to storage).
+pub fn check_takes_parts(session: &UploadSession) -> Result<(), ApiError> {
+    check_open(session)?;
+    if session.transfer == Transfer::Direct {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "upload session {} sends its file straight to storage: PUT it to the URL of \
+                 its `parts`, not through the registry",
                 session.id
             ),
         ));
@@ -137,7 +164,7 @@ pub async fn store_part<M: MetadataStore, S: ObjectStore>(
     declared_sha256: Option<&str>,
     body: &mut impl ByteStream,
 ) -> Result<SessionPart, ApiError> {
-    check_open(session)?;
+    check_takes_parts(session)?;
     let len = session.plan.part_len(number)?;
     let file = (number == session.hashed_parts + 1)
         .then(|| ResumableSha256::from_hex(&session.hash_state))
@@ -220,33 +247,10 @@ pub async fn complete_session<M: MetadataStore, S: ObjectStore>(
 ) -> Result<Completion, ApiError> {
     if session.state == SessionState::Open {
         check_open(session)?;
-        let missing = missing_parts(&session.plan, parts);
-        if !missing.is_empty() {
-            let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
-            return Err(ApiError::new(
-                ErrorCode::InvalidState,
-                format!(
-                    "{} of {} parts are missing: {}{}",
-                    missing.len(),
-                    session.plan.part_count,
-                    shown.join(", "),
-                    if missing.len() > shown.len() {
-                        ", ..."
-                    } else {
-                        ""
-                    }
-                ),
-            ));
+        match session.transfer {
+            Transfer::Gateway => assemble(store, session, parts).await?,
+            Transfer::Direct => check_arrived(store, session).await?,
         }
-        store
-            .assemble_parts(
-                &session.staging_key,
-                &session.backend_upload_id,
-                &session.plan,
-                parts,
-                &session.sha256,
-            )
-            .await?;
         meta.mark_assembled(&session.id).await?;
     }
     let sha256 = match verify_slice(meta, store, session, budget).await? {
@@ -300,6 +304,66 @@ pub async fn complete_session<M: MetadataStore, S: ObjectStore>(
     result.map(Completion::Committed)
 }
 
+/// Makes a gateway session's parts one object, once every part has arrived.
+async fn assemble<S: ObjectStore>(
+    store: &S,
+    session: &UploadSession,
+    parts: &[SessionPart],
+) -> Result<(), ApiError> {
+    let missing = missing_parts(&session.plan, parts);
+    if !missing.is_empty() {
+        let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "{} of {} parts are missing: {}{}",
+                missing.len(),
+                session.plan.part_count,
+                shown.join(", "),
+                if missing.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    store
+        .assemble_parts(
+            &session.staging_key,
+            &session.backend_upload_id,
+            &session.plan,
+            parts,
+            &session.sha256,
+        )
+        .await?;
+    Ok(())
+}
+
+/// A direct session's file is at its staging key, whole. The storage server took it only
+/// if its sha256 was the declared one (the presigned PUT signed it), so its length is the
+/// last thing to check.
+async fn check_arrived<S: ObjectStore>(store: &S, session: &UploadSession) -> Result<(), ApiError> {
+    match store.head(&session.staging_key).await? {
+        None => Err(ApiError::new(
+            ErrorCode::InvalidState,
+            format!(
+                "the file of upload session {} has not arrived: PUT it to the URL of the \
+                 session's `parts` (with its headers) first",
+                session.id
+            ),
+        )),
+        Some(info) if info.size_bytes != session.plan.size_bytes => Err(ApiError::new(
+            ErrorCode::SizeMismatch,
+            format!(
+                "storage holds {} bytes for upload session {}, not the declared {}",
+                info.size_bytes, session.id, session.plan.size_bytes
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Where a session's whole-file digest stands after a slice of verification.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verified {
@@ -319,6 +383,10 @@ pub async fn verify_slice<M: MetadataStore, S: ObjectStore>(
     session: &UploadSession,
     budget: Duration,
 ) -> Result<Verified, ApiError> {
+    if session.transfer == Transfer::Direct {
+        // The storage server checked every byte against the signed digest (`check_arrived`).
+        return Ok(Verified::Done(session.sha256.clone()));
+    }
     let started = std::time::Instant::now();
     let plan = &session.plan;
     let (mut hasher, from) = match ResumableSha256::from_hex(&session.hash_state) {

@@ -119,6 +119,7 @@ fn most_specific_route_picks_the_intended_component() {
     expect("/files/{file_id}/download", "download");
     expect("/audit/verify", "audit");
     expect("/admin/sweeps", "admin");
+    expect("/admin/scrub", "admin");
 }
 
 #[test]

@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result, ensure};
 use artifact_store_tests::{
-    Bytes, Config, Metadata, OTHER_PRODUCER, PRODUCER, TestApp, assert_problem, content_key, id,
-    pseudo_random, read_json, s3, s3_env, sha256_hex, start,
+    Bytes, Config, Metadata, OTHER_PRODUCER, PRODUCER, TestApp, assert_problem, canonical_json,
+    content_key, id, pseudo_random, read_json, s3, s3_env, sha256_hex, start,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -180,9 +180,10 @@ pub async fn pilot_flow(cfg: Config) -> Result<()> {
         .unwrap()
         .remove("manifest_sha256")
         .context("manifest_sha256")?;
-    let canonical = artifact_store_core::canonical::to_vec(&without);
+    // Recomputed with the tests' own encoder, not the app's `canonical` module.
+    let canonical = canonical_json(&without);
     ensure!(
-        claimed == sha256_hex(&canonical),
+        claimed == sha256_hex(canonical.as_bytes()),
         "manifest_sha256 matches canonical JSON"
     );
 

@@ -2,6 +2,8 @@
 //! component runs, answering its counts `{examined, deleted, held, failed}`.
 //! `POST /admin/sweeps?dry_run=true` and `GET /admin/sweeps`: what a sweep would delete now
 //! and why each other package it looks at is kept, changing nothing.
+//! `POST /admin/scrub`: one slice of scrubbing now; `GET /admin/scrub`: its progress and
+//! findings (both operator).
 
 use artifact_store_core::access::Role;
 use artifact_store_core::time;
@@ -14,8 +16,10 @@ use crate::problem::ApiError;
 use artifact_store_core::error::ErrorCode;
 
 use crate::request::{Request, page_request};
+use crate::scrub::{ScrubConfig, scrub_slice};
 use crate::storage::Backends;
 use crate::sweep::{SweepConfig, plan_sweep, run_sweep};
+use artifact_store_core::ports::MetadataStore;
 
 pub async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve(req, out, route).await
@@ -27,6 +31,9 @@ async fn route(req: Request) -> Result<Reply, ApiError> {
         ("POST", ["admin", "sweeps"]) => sweep(&req, false).await,
         ("GET", ["admin", "sweeps"]) => sweep(&req, true).await,
         (_, ["admin", "sweeps"]) => Err(no_route(true, &["GET", "POST"])),
+        ("POST", ["admin", "scrub"]) => scrub(&req, false).await,
+        ("GET", ["admin", "scrub"]) => scrub(&req, true).await,
+        (_, ["admin", "scrub"]) => Err(no_route(true, &["GET", "POST"])),
         _ => Err(no_route(false, &[])),
     }
 }
@@ -45,6 +52,23 @@ async fn sweep(req: &Request, plan_only: bool) -> Result<Reply, ApiError> {
     }
     let backends = Backends::from_config(&ctx.config)?;
     let report = run_sweep(&ctx.meta, &backends, time::now(), &cfg, &ctx.principal.name).await?;
+    Ok(Reply::json(200, &report))
+}
+
+/// `POST /admin/scrub` runs one slice of scrubbing now (the sweep runs one too) and answers
+/// its `ScrubReport`; `GET /admin/scrub` answers where scrubbing stands (`ScrubStatus`, with
+/// at most `?limit=` findings).
+async fn scrub(req: &Request, status_only: bool) -> Result<Reply, ApiError> {
+    let ctx = Ctx::open(req).await?;
+    auth::require_role(&ctx.principal, Role::Operator)?;
+    let limit = page_request(&req.query)?.limit;
+    if status_only {
+        let status = ctx.meta.scrub_status(limit).await?;
+        return Ok(Reply::json(200, &status));
+    }
+    let backends = Backends::from_config(&ctx.config)?;
+    let cfg = ScrubConfig::from_config(&ctx.config);
+    let report = scrub_slice(&ctx.meta, &backends, &cfg, &ctx.principal.name).await?;
     Ok(Reply::json(200, &report))
 }
 

@@ -11,6 +11,8 @@
 //!   (they never enter the guest) and only their length is checked; `Repr-Digest` lets the
 //!   client check the bytes.
 //! - `deleting` and `deleted` packages answer 410: their bytes are or may be gone.
+//! - A file whose blob the scrubber marked corrupt answers 409 `object_corrupt` before any
+//!   byte (and before any redirect).
 //! - The metadata connection is closed before the body streams (a slow reader must not hold
 //!   one of the host's few PostgreSQL connections); recording `corruption_detected` opens
 //!   a new one.
@@ -101,6 +103,19 @@ async fn prepare(req: &Request, file_id: &str) -> Result<Prepared, ApiError> {
         return Err(ApiError::new(
             ErrorCode::Gone,
             "the file's package was deleted; its bytes are gone",
+        ));
+    }
+    if record.corrupt {
+        // The scrubber found the stored bytes changed or missing: refuse before any byte
+        // (and before a redirect), rather than serve bad bytes or break off a response.
+        return Err(ApiError::new(
+            ErrorCode::ObjectCorrupt,
+            format!(
+                "the stored bytes of this file failed verification (the object at {} does \
+                 not hash to {}); the registry will not serve them until an operator \
+                 repairs the object",
+                record.location.object_key, record.file.sha256
+            ),
         ));
     }
     let backends = Backends::from_config(&ctx.config)?;

@@ -6,7 +6,7 @@
 
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::ports::{MetadataStore, ObjectStore};
-use artifact_store_core::session::{PartPlan, SessionPart, UploadSession};
+use artifact_store_core::session::{PartPlan, SessionPart, SessionState, Transfer, UploadSession};
 use artifact_store_core::{state, time, validate};
 use serde_json::{Value, json};
 
@@ -21,19 +21,8 @@ use crate::storage::{Backend, Backends};
 use crate::upload::Upload;
 use crate::upload_session::{self, Completion, SessionRequest, missing_parts};
 
-/// The session as JSON: its plan, where each part goes, and what has arrived.
-fn present(s: &UploadSession, parts: &[SessionPart]) -> Value {
-    let send: Vec<Value> = (1..=s.plan.part_count)
-        .map(|n| {
-            json!({
-                "number": n,
-                "size_bytes": s.plan.part_len(n).unwrap_or(0),
-                "url": format!("/uploads/{}/parts/{n}", s.id),
-                "method": "PUT",
-                "headers": {},
-            })
-        })
-        .collect();
+/// The session as JSON: its plan, where to send its bytes (`send`), and what has arrived.
+fn present(s: &UploadSession, send: Vec<Value>, parts: &[SessionPart]) -> Value {
     let received: Vec<Value> = parts
         .iter()
         .map(|p| {
@@ -44,6 +33,10 @@ fn present(s: &UploadSession, parts: &[SessionPart]) -> Value {
             v
         })
         .collect();
+    let (part_size, part_count) = match s.transfer {
+        Transfer::Gateway => (s.plan.part_size, s.plan.part_count),
+        Transfer::Direct => (s.plan.size_bytes, 1),
+    };
     json!({
         "id": s.id,
         "package_id": s.package_id,
@@ -51,15 +44,90 @@ fn present(s: &UploadSession, parts: &[SessionPart]) -> Value {
         "media_type": s.media_type,
         "size_bytes": s.plan.size_bytes,
         "sha256": s.sha256,
-        "part_size": s.plan.part_size,
-        "part_count": s.plan.part_count,
+        "transfer": s.transfer.as_str(),
+        "part_size": part_size,
+        "part_count": part_count,
         "state": s.state.as_str(),
-        "verified_bytes": s.plan.offset(s.hashed_parts + 1).min(s.plan.size_bytes),
+        "verified_bytes": match s.transfer {
+            Transfer::Gateway => s.plan.offset(s.hashed_parts + 1).min(s.plan.size_bytes),
+            Transfer::Direct => 0,
+        },
         "created_at": time::format(s.created_at),
         "expires_at": time::format(s.expires_at),
         "parts": send,
         "received": received,
-        "missing": missing_parts(&s.plan, parts),
+        "missing": match s.transfer {
+            Transfer::Gateway => missing_parts(&s.plan, parts),
+            Transfer::Direct if parts.is_empty() => vec![1],
+            Transfer::Direct => vec![],
+        },
+    })
+}
+
+/// Where each part goes: the registry's part URLs, or for a direct session one PUT straight
+/// to storage, presigned afresh on every call (valid for `s3_presign_seconds`, and never
+/// past the session's expiry: a client that needs longer asks `GET /uploads/{id}` again).
+async fn destinations(
+    ctx: &Ctx,
+    backend: &Backend,
+    s: &UploadSession,
+) -> Result<Vec<Value>, ApiError> {
+    if s.transfer == Transfer::Gateway {
+        return Ok((1..=s.plan.part_count)
+            .map(|n| {
+                json!({
+                    "number": n,
+                    "size_bytes": s.plan.part_len(n).unwrap_or(0),
+                    "url": format!("/uploads/{}/parts/{n}", s.id),
+                    "method": "PUT",
+                    "headers": {},
+                })
+            })
+            .collect());
+    }
+    let left = time::epoch(s.expires_at) - time::epoch(time::now());
+    let secs = ctx.config.s3_presign_seconds.min(left.max(1) as u64);
+    let presigned = backend
+        .presign_put(&s.staging_key, &s.sha256, secs)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BackendUnavailable,
+                format!("backend {} cannot presign uploads", s.backend_id),
+            )
+        })?;
+    let headers: serde_json::Map<String, Value> = presigned
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    Ok(vec![json!({
+        "number": 1,
+        "size_bytes": s.plan.size_bytes,
+        "url": presigned.url,
+        "method": "PUT",
+        "headers": headers,
+    })])
+}
+
+/// What has arrived: the recorded parts, or for a direct session the whole file once
+/// storage holds it (the storage server kept it only if its digest matched).
+async fn arrived(
+    backend: &Backend,
+    s: &UploadSession,
+    parts: Vec<SessionPart>,
+) -> Result<Vec<SessionPart>, ApiError> {
+    if s.transfer == Transfer::Gateway || s.state != SessionState::Open {
+        return Ok(parts);
+    }
+    Ok(match backend.head(&s.staging_key).await? {
+        Some(info) if info.size_bytes == s.plan.size_bytes => vec![SessionPart {
+            number: 1,
+            size_bytes: info.size_bytes,
+            sha256: s.sha256.clone(),
+            etag: String::new(),
+        }],
+        _ => Vec::new(),
     })
 }
 
@@ -116,8 +184,25 @@ pub async fn create(req: &mut Request, package_id: &str) -> Result<Reply, ApiErr
             format!("the package already has a file at {relative_path}"),
         ));
     }
+    let direct = match body.get("direct") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "`direct` must be true or false",
+            ));
+        }
+    };
     let backends = Backends::from_config(&ctx.config)?;
     let backend = backends.default_backend();
+    // Direct where storage can check the digest itself in one PUT; else through the
+    // registry (the client follows the URLs it is given either way).
+    let transfer = if direct && backend.takes_declared(size) {
+        Transfer::Direct
+    } else {
+        Transfer::Gateway
+    };
     let request = SessionRequest {
         upload: new_upload(
             &ctx,
@@ -130,10 +215,12 @@ pub async fn create(req: &mut Request, package_id: &str) -> Result<Reply, ApiErr
         ),
         sha256,
         plan,
+        transfer,
         lifetime_secs: ctx.config.upload_session_seconds,
     };
     let session = upload_session::begin_session(&ctx.meta, backend, &request).await?;
-    Ok(Reply::json(201, &present(&session, &[]))
+    let send = destinations(&ctx, backend, &session).await?;
+    Ok(Reply::json(201, &present(&session, send, &[]))
         .with_header("location", format!("/uploads/{}", session.id)))
 }
 
@@ -177,7 +264,11 @@ fn session_backend<'a>(backends: &'a Backends, s: &UploadSession) -> Result<&'a 
 pub async fn show(req: &Request, id: &str) -> Result<Reply, ApiError> {
     let ctx = Ctx::open(req).await?;
     let (session, parts) = writable_session(&ctx, id, Use::Manage).await?;
-    Ok(Reply::json(200, &present(&session, &parts)))
+    let backends = Backends::from_config(&ctx.config)?;
+    let backend = session_backend(&backends, &session)?;
+    let send = destinations(&ctx, backend, &session).await?;
+    let parts = arrived(backend, &session, parts).await?;
+    Ok(Reply::json(200, &present(&session, send, &parts)))
 }
 
 pub async fn put_part(req: &mut Request, id: &str, number: &str) -> Result<Reply, ApiError> {
@@ -194,7 +285,7 @@ pub async fn put_part(req: &mut Request, id: &str, number: &str) -> Result<Reply
         .transpose()?;
     let (session, _) = writable_session(&ctx, id, Use::Send).await?;
     // The session's state before the body's: an expired session is 410 whatever is sent.
-    upload_session::check_open(&session)?;
+    upload_session::check_takes_parts(&session)?;
     let len = session.plan.part_len(number)?;
     if let Some(n) = req.content_length()
         && n != len

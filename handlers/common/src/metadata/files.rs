@@ -299,9 +299,10 @@ impl<C: SqlConn> SqlStore<C> {
     pub(crate) async fn get_file_impl(&self, file_id: &str) -> MetaResult<Option<FileRecord>> {
         let sql = format!(
             "SELECT {FILE_COLUMNS}, p.status, p.producer, f.deleted_at, \
-             p.bytes_deletion_started FROM artifact_files f \
+             p.bytes_deletion_started, b.corrupt_at FROM artifact_files f \
              JOIN storage_locations l ON l.file_id = f.id \
              JOIN artifact_packages p ON p.id = f.package_id \
+             LEFT JOIN blobs b ON b.backend_id = l.backend_id AND b.object_key = l.object_key \
              WHERE f.id = ? ORDER BY l.backend_id"
         );
         let Some(row) = self.first_row(&sql, &[file_id.into()]).await? else {
@@ -315,12 +316,15 @@ impl<C: SqlConn> SqlStore<C> {
         let file_deleted = c.opt_text()?.is_some();
         // Once a sweep started removing bytes, some may be gone: answer as deleted.
         let bytes_going = c.int()? != 0;
+        // The scrubber found the object changed or missing (migration 0005).
+        let corrupt = c.opt_text()?.is_some();
         Ok(Some(FileRecord {
             file,
             location,
             package_status,
             producer,
             deleted: file_deleted || bytes_going || package_status == PackageStatus::Deleted,
+            corrupt,
         }))
     }
 }

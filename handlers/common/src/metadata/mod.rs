@@ -16,6 +16,7 @@ mod migrate;
 mod packages;
 mod retention;
 mod rows;
+mod scrub;
 mod sessions;
 pub mod spin_conn;
 pub mod spin_postgres;
@@ -286,5 +287,48 @@ impl<C: SqlConn> MetadataStore for SqlStore<C> {
 
     async fn stale_uploads(&self, before: Timestamp, limit: u32) -> MetaResult<Vec<PendingUpload>> {
         self.stale_uploads_impl(before, limit).await
+    }
+
+    // scrubbing (metadata/scrub.rs)
+
+    async fn scrub_candidates(
+        &self,
+        limit: u32,
+    ) -> MetaResult<Vec<artifact_store_core::ports::ScrubTarget>> {
+        self.scrub_candidates_impl(limit).await
+    }
+
+    async fn save_scrub_progress(
+        &self,
+        location: &StorageLocation,
+        from_bytes: u64,
+        to_bytes: u64,
+        hash_state: &str,
+    ) -> MetaResult<bool> {
+        self.save_scrub_progress_impl(location, from_bytes, to_bytes, hash_state)
+            .await
+    }
+
+    async fn mark_verified(&self, location: &StorageLocation, now: Timestamp) -> MetaResult<()> {
+        self.mark_verified_impl(location, now).await
+    }
+
+    async fn mark_corrupt(
+        &self,
+        location: &StorageLocation,
+        found: &str,
+        detail: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> MetaResult<Option<artifact_store_core::ports::ScrubFinding>> {
+        self.mark_corrupt_impl(location, found, detail, actor, now)
+            .await
+    }
+
+    async fn scrub_status(
+        &self,
+        findings_limit: u32,
+    ) -> MetaResult<artifact_store_core::ports::ScrubStatus> {
+        self.scrub_status_impl(findings_limit).await
     }
 }

@@ -2,7 +2,7 @@
 
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::ports::{MetaResult, PendingUpload};
-use artifact_store_core::session::{PartPlan, SessionPart, SessionState, UploadSession};
+use artifact_store_core::session::{PartPlan, SessionPart, SessionState, Transfer, UploadSession};
 use artifact_store_core::time;
 
 use super::conn::SqlConn;
@@ -10,7 +10,7 @@ use super::rows::{Cols, corrupt};
 use super::store::{SqlStore, domain, ts};
 
 const SESSION_COLUMNS: &str = "id, package_id, relative_path, media_type, sha256, size_bytes, \
-     part_size, part_count, backend_id, staging_key, backend_upload_id, actor, created_at, \
+     part_size, part_count, transfer, backend_id, staging_key, backend_upload_id, actor, created_at, \
      expires_at, state, hashed_parts, hash_state";
 
 fn session(row: &super::conn::SqlRow) -> MetaResult<UploadSession> {
@@ -22,6 +22,7 @@ fn session(row: &super::conn::SqlRow) -> MetaResult<UploadSession> {
         part_size: c.u64()?,
         part_count: u32::try_from(c.int()?).map_err(|_| corrupt("session part count"))?,
     };
+    let transfer = Transfer::parse(&c.text()?).ok_or_else(|| corrupt("session transfer"))?;
     Ok(UploadSession {
         id,
         package_id,
@@ -29,6 +30,7 @@ fn session(row: &super::conn::SqlRow) -> MetaResult<UploadSession> {
         media_type,
         sha256,
         plan,
+        transfer,
         backend_id: c.text()?,
         staging_key: c.text()?,
         backend_upload_id: c.text()?,
@@ -64,7 +66,7 @@ impl<C: SqlConn> SqlStore<C> {
             self.exec(
                 &format!(
                     "INSERT INTO upload_sessions ({SESSION_COLUMNS}, expires_epoch) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ),
                 &[
                     s.id.as_str().into(),
@@ -75,6 +77,7 @@ impl<C: SqlConn> SqlStore<C> {
                     s.plan.size_bytes.into(),
                     s.plan.part_size.into(),
                     i64::from(s.plan.part_count).into(),
+                    s.transfer.as_str().into(),
                     s.backend_id.as_str().into(),
                     s.staging_key.as_str().into(),
                     s.backend_upload_id.as_str().into(),
@@ -226,7 +229,7 @@ impl<C: SqlConn> SqlStore<C> {
     ) -> MetaResult<Vec<UploadSession>> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM upload_sessions \
-             WHERE state = 'assembled' AND hashed_parts < part_count \
+             WHERE state = 'assembled' AND transfer = 'gateway' AND hashed_parts < part_count \
              ORDER BY created_at, id LIMIT {}",
             limit.max(1)
         );

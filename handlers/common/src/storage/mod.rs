@@ -10,8 +10,8 @@ pub mod kv;
 pub mod s3;
 
 use artifact_store_core::ports::{
-    BackendHealth, ByteRange, ByteStream, ObjectInfo, ObjectStore, PutMetadata, PutReceipt,
-    StorageError,
+    BackendHealth, ByteRange, ByteStream, ObjectInfo, ObjectStore, Presigned, PutMetadata,
+    PutReceipt, StorageError,
 };
 use artifact_store_core::session::{PartPlan, SessionPart};
 
@@ -157,6 +157,18 @@ impl ObjectStore for Backend {
         match self {
             Backend::Kv(b) => b.presign_get(key, expires_secs).await,
             Backend::S3(b) => b.presign_get(key, expires_secs).await,
+        }
+    }
+
+    async fn presign_put(
+        &self,
+        key: &str,
+        sha256: &str,
+        expires_secs: u64,
+    ) -> Result<Option<Presigned>, StorageError> {
+        match self {
+            Backend::Kv(b) => b.presign_put(key, sha256, expires_secs).await,
+            Backend::S3(b) => b.presign_put(key, sha256, expires_secs).await,
         }
     }
 

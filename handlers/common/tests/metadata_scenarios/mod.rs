@@ -1275,6 +1275,141 @@ pub async fn orphan_objects_are_claimed_only_when_unneeded<H: Harness>(h: &H) {
     );
 }
 
+/// Scrubbing's SQL: candidates in scrub order (a check in progress, never verified, oldest
+/// check), progress by compare-and-set, the corrupt mark with one event per live file
+/// (once), the download-facing flag, and the status counts.
+pub async fn scrub_order_marks_and_status<H: Harness>(h: &H) {
+    let s = h.connect().await;
+    let p = s
+        .create_package(new_package("alpha", RetentionClass::RawEvidence, t(0)))
+        .await
+        .unwrap();
+    let q = s
+        .create_package(new_package("beta", RetentionClass::RawEvidence, t(0)))
+        .await
+        .unwrap();
+    let mut files = Vec::new();
+    for n in 1..=4u8 {
+        files.push(
+            upload(&s, &p.id, &format!("f{n}"), &digest(n), 10)
+                .await
+                .unwrap(),
+        );
+    }
+    // Blob 4 is shared with another package.
+    let shared = upload(&s, &q.id, "copy", &digest(4), 10).await.unwrap();
+    let keys = |c: Vec<artifact_store_core::ports::ScrubTarget>| -> Vec<String> {
+        c.into_iter().map(|c| c.location.object_key).collect()
+    };
+    let all: Vec<String> = (1..=4).map(|n| location(&digest(n)).object_key).collect();
+    assert_eq!(keys(s.scrub_candidates(10).await.unwrap()).len(), 4);
+
+    s.mark_verified(&location(&digest(1)), t(500))
+        .await
+        .unwrap();
+    s.mark_verified(&location(&digest(2)), t(100))
+        .await
+        .unwrap();
+    // Blob 3 is never verified; blob 4 has a check in progress.
+    assert!(
+        s.save_scrub_progress(&location(&digest(4)), 0, 4, "00ab")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.save_scrub_progress(&location(&digest(4)), 0, 8, "00cd")
+            .await
+            .unwrap(),
+        "progress moves only from where it is"
+    );
+    let order = s.scrub_candidates(10).await.unwrap();
+    assert_eq!(order[0].verified_bytes, 4);
+    assert_eq!(order[0].hash_state, "00ab");
+    assert_eq!(
+        keys(order),
+        vec![
+            all[3].clone(),
+            all[2].clone(),
+            all[1].clone(),
+            all[0].clone()
+        ]
+    );
+    assert_eq!(keys(s.scrub_candidates(2).await.unwrap()).len(), 2);
+    let st = s.scrub_status(10).await.unwrap();
+    assert_eq!(
+        (
+            st.blobs_total,
+            st.verified_once,
+            st.never_verified,
+            st.in_progress,
+            st.corrupt
+        ),
+        (4, 2, 2, 1, 0)
+    );
+    assert_eq!(st.oldest_verified_at, Some(t(100)));
+
+    // Blob 4 is corrupt: marked once, one event per live file, out of the candidates.
+    let finding = s
+        .mark_corrupt(&location(&digest(4)), "missing", "no object", "ops", t(900))
+        .await
+        .unwrap()
+        .expect("marked");
+    assert_eq!(finding.files.len(), 2);
+    assert_eq!(finding.found_at, t(900));
+    assert!(
+        s.mark_corrupt(&location(&digest(4)), "missing", "again", "ops", t(901))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let events = s
+        .list_audit(
+            &AuditFilter {
+                package_id: None,
+                event_type: Some(AuditEventType::CorruptionDetected),
+            },
+            &page(100, None),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.details["source"] == "scrub"));
+    assert!(s.get_file(&shared.id).await.unwrap().unwrap().corrupt);
+    assert!(s.get_file(&files[3].id).await.unwrap().unwrap().corrupt);
+    assert!(!s.get_file(&files[0].id).await.unwrap().unwrap().corrupt);
+    assert!(!keys(s.scrub_candidates(10).await.unwrap()).contains(&all[3]));
+    // A verification finishing late does not clear the mark.
+    s.mark_verified(&location(&digest(4)), t(950))
+        .await
+        .unwrap();
+    assert!(s.get_file(&shared.id).await.unwrap().unwrap().corrupt);
+    let st = s.scrub_status(10).await.unwrap();
+    assert_eq!((st.corrupt, st.in_progress, st.findings.len()), (1, 0, 1));
+    assert_eq!(st.findings[0].object_key, all[3]);
+    assert_eq!(st.findings[0].found, "missing");
+
+    // A blob being deleted is neither a candidate nor ever marked.
+    s.conn()
+        .execute(
+            &format!(
+                "UPDATE blobs SET state = 'deleting' WHERE object_key = '{}'",
+                all[2]
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!keys(s.scrub_candidates(10).await.unwrap()).contains(&all[2]));
+    assert!(
+        s.mark_corrupt(&location(&digest(3)), "missing", "x", "ops", t(990))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(verify(&s).await.valid);
+}
+
 /// Every scenario, each on a fresh database made by `fresh`.
 #[macro_export]
 macro_rules! metadata_scenarios {
@@ -1307,5 +1442,6 @@ macro_rules! metadata_scenarios {
         scenario!(sweep_claims_exactly_what_core_calls_eligible);
         scenario!(failing_deletions_back_off);
         scenario!(holds_racing_claims_never_leave_a_held_package_deleting);
+        scenario!(scrub_order_marks_and_status);
     };
 }

@@ -138,20 +138,24 @@ fn to_reqwest(request: &S3Request) -> reqwest::blocking::RequestBuilder {
 
 /// Sends a signed request exactly as built and reads the whole reply.
 pub fn send(request: &S3Request) -> Reply {
-    let reply = to_reqwest(request).send().expect("server reachable");
-    let status = reply.status().as_u16();
-    let headers = reply.headers().clone();
-    let body = reply.bytes().expect("reply body").to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    read(to_reqwest(request).send().expect("server reachable"))
 }
 
 /// A plain unsigned GET (for presigned URLs).
 pub fn plain_get(url: &str) -> Reply {
-    let reply = client().get(url).send().expect("server reachable");
+    read(client().get(url).send().expect("server reachable"))
+}
+
+/// A plain unsigned PUT with `headers` (for presigned URLs).
+pub fn plain_put(url: &str, headers: &[(String, String)], body: Vec<u8>) -> Reply {
+    let mut request = client().put(url).body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    read(request.send().expect("server reachable"))
+}
+
+fn read(reply: reqwest::blocking::Response) -> Reply {
     let status = reply.status().as_u16();
     let headers = reply.headers().clone();
     let body = reply.bytes().expect("reply body").to_vec();

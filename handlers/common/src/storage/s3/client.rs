@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use artifact_store_core::model::StorageLocation;
 use artifact_store_core::ports::{
-    BackendHealth, ByteRange, ByteStream, HealthStatus, ObjectInfo, ObjectStore, PutMetadata,
-    PutReceipt, StorageError,
+    BackendHealth, ByteRange, ByteStream, HealthStatus, ObjectInfo, ObjectStore, Presigned,
+    PutMetadata, PutReceipt, StorageError,
 };
 use artifact_store_core::session::{PartPlan, SessionPart};
 use sha2::{Digest, Sha256};
@@ -491,6 +491,21 @@ impl<T: Transport> ObjectStore for S3Store<T> {
             .requests
             .presign_get(key, Duration::from_secs(expires_secs))?;
         Ok(Some(url))
+    }
+
+    async fn presign_put(
+        &self,
+        key: &str,
+        sha256: &str,
+        expires_secs: u64,
+    ) -> Result<Option<Presigned>, StorageError> {
+        let presigned = self.requests.presign_put_object_declared(
+            key,
+            sha256,
+            Duration::from_secs(expires_secs),
+            std::time::SystemTime::now(),
+        )?;
+        Ok(Some(presigned))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use artifact_store_core::ports::{ByteRange, StorageError};
+use artifact_store_core::ports::{ByteRange, Presigned, StorageError};
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
     PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
@@ -301,15 +301,72 @@ impl S3Requests {
         time: SystemTime,
     ) -> Result<String, StorageError> {
         let url = self.object_url(key, &[]);
+        let presigned = self.presigned("GET", url, Vec::new(), None, expires, time)?;
+        Ok(presigned.url)
+    }
+
+    /// A presigned PutObject of bytes whose sha256 the client declared: the signature
+    /// covers `x-amz-content-sha256` = `sha256`, so the client must send that header and
+    /// the server hashes the body and refuses a mismatch (`XAmzContentSHA256Mismatch`)
+    /// without storing anything. The bytes never pass through the gateway.
+    pub fn presign_put_object_declared(
+        &self,
+        key: &str,
+        sha256: &str,
+        expires: Duration,
+        time: SystemTime,
+    ) -> Result<Presigned, StorageError> {
+        let mut headers = vec![content_type_octets()];
+        headers.extend(self.write_headers());
+        let url = self.object_url(key, &[]);
+        self.presigned("PUT", url, headers, Some(sha256), expires, time)
+    }
+
+    /// A presigned UploadPart signed with the part's declared sha256, as
+    /// `presign_put_object_declared` does for a whole object: the server refuses other bytes.
+    pub fn presign_upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        sha256: &str,
+        expires: Duration,
+        time: SystemTime,
+    ) -> Result<Presigned, StorageError> {
+        let n = part_number.to_string();
+        let url = self.object_url(key, &[("partNumber", &n), ("uploadId", upload_id)]);
+        self.presigned("PUT", url, Vec::new(), Some(sha256), expires, time)
+    }
+
+    /// Signs `method url` into its query string. With `payload_sha256`, the digest is the
+    /// canonical request's payload hash and `x-amz-content-sha256` is a signed header, which
+    /// the client must send with every other signed header (`Presigned::headers`); without
+    /// it the payload is unsigned (`UNSIGNED-PAYLOAD`, as for GET).
+    fn presigned(
+        &self,
+        method: &str,
+        url: String,
+        mut headers: Vec<(String, String)>,
+        payload_sha256: Option<&str>,
+        expires: Duration,
+        time: SystemTime,
+    ) -> Result<Presigned, StorageError> {
         let mut settings = s3_settings();
         settings.signature_location = SignatureLocation::QueryParams;
         settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
         settings.expires_in = Some(expires.clamp(Duration::from_secs(1), MAX_PRESIGN));
+        let body = match payload_sha256 {
+            Some(sha256) => {
+                headers.push(("x-amz-content-sha256".to_string(), sha256.to_string()));
+                SignableBody::Precomputed(sha256.to_string())
+            }
+            None => SignableBody::UnsignedPayload,
+        };
         let signable = SignableRequest::new(
-            "GET",
+            method,
             url.as_str(),
-            std::iter::empty(),
-            SignableBody::UnsignedPayload,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            body,
         )
         .map_err(sign_error)?;
         let params = self.params(settings, time)?;
@@ -317,11 +374,15 @@ impl S3Requests {
             .map_err(sign_error)?
             .into_parts();
         let mut request = http::Request::builder()
+            .method(method)
             .uri(url.as_str())
             .body(())
             .map_err(|e| StorageError::Backend(format!("s3 presign: {e}")))?;
         instructions.apply_to_request_http1x(&mut request);
-        Ok(request.uri().to_string())
+        Ok(Presigned {
+            url: request.uri().to_string(),
+            headers,
+        })
     }
 
     /// The endpoint authority requests go to (for logs: no credentials in it).
