@@ -4,8 +4,9 @@
 //! This module reads requests and checks them before any byte moves; the upload protocol
 //! itself (stage, verify, pin, dedupe or promote, commit) is `crate::upload`. A raw `PUT`
 //! with `Content-Length` and `x-artifact-sha256` on S3 takes the fast path
-//! (`upload::store_declared`); multipart bodies always take the staging path (their file
-//! part's length is not known before it is read).
+//! (`upload::store_declared`); so does a multipart form whose `sha256` and `size` parts come
+//! before its file (the form's end is checked after the spliced file part). Anything else
+//! takes the staging path.
 
 use artifact_store_core::error::ErrorCode;
 use artifact_store_core::model::File;
