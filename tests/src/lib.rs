@@ -657,6 +657,38 @@ impl TestApp {
     }
 
     /// Downloads a file and returns (status, body bytes).
+    /// Replaces the stored bytes of `original` with `stored`, without the self.
+    pub fn tamper_stored(&self, original: &[u8], stored: &[u8]) -> Result<()> {
+        let digest = sha256_hex(original);
+        match self.config.bytes {
+            Bytes::S3 => {
+                let env = s3_env()?.context("s3")?;
+                let key = content_key(self.s3_prefix.as_ref().unwrap(), &digest);
+                s3::put_object(&env, &key, stored)
+            }
+            Bytes::Kv => {
+                // The object's 1 MiB chunks, in order, wherever its meta says they are.
+                let conn = rusqlite::Connection::open(self.blobs_path())?;
+                let meta: Vec<u8> = conn.query_row(
+                    "SELECT value FROM spin_key_value WHERE store = 'blobs' AND key = ?1",
+                    [content_key("", &digest)],
+                    |r| r.get(0),
+                )?;
+                let meta: serde_json::Value = serde_json::from_slice(&meta)?;
+                let base = meta["chunks_at"].as_str().context("a promoted object")?;
+                let chunk = meta["chunk_size"].as_u64().context("chunk_size")? as usize;
+                for (n, piece) in stored.chunks(chunk).enumerate() {
+                    let changed = conn.execute(
+                        "UPDATE spin_key_value SET value = ?1 WHERE store = 'blobs' AND key = ?2",
+                        rusqlite::params![piece, format!("{base}/c/{n}")],
+                    )?;
+                    anyhow::ensure!(changed == 1, "chunk {n} of {base}");
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub async fn download(&self, token: &str, file_id: &str) -> Result<(u16, Vec<u8>)> {
         let r = self
             .req(

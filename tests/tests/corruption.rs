@@ -5,47 +5,13 @@
 //! has the wrong length, in both modes.
 
 use anyhow::{Context, Result, ensure};
-use artifact_store_tests::{
-    Bytes, Config, Metadata, TestApp, content_key, id, pseudo_random, s3, s3_env, sha256_hex, start,
-};
+use artifact_store_tests::{Bytes, Config, Metadata, TestApp, id, pseudo_random, start};
 
 const SIZE: usize = 2_000_000;
 
 fn check(r: Result<()>) {
     if let Err(e) = r {
         panic!("{e:#}");
-    }
-}
-
-/// Replaces the stored bytes of `original` with `stored`, without the app.
-fn tamper(app: &TestApp, original: &[u8], stored: &[u8]) -> Result<()> {
-    let digest = sha256_hex(original);
-    match app.config.bytes {
-        Bytes::S3 => {
-            let env = s3_env()?.context("s3")?;
-            let key = content_key(app.s3_prefix.as_ref().unwrap(), &digest);
-            s3::put_object(&env, &key, stored)
-        }
-        Bytes::Kv => {
-            // The object's 1 MiB chunks, in order, wherever its meta says they are.
-            let conn = rusqlite::Connection::open(app.blobs_path())?;
-            let meta: Vec<u8> = conn.query_row(
-                "SELECT value FROM spin_key_value WHERE store = 'blobs' AND key = ?1",
-                [content_key("", &digest)],
-                |r| r.get(0),
-            )?;
-            let meta: serde_json::Value = serde_json::from_slice(&meta)?;
-            let base = meta["chunks_at"].as_str().context("a promoted object")?;
-            let chunk = meta["chunk_size"].as_u64().context("chunk_size")? as usize;
-            for (n, piece) in stored.chunks(chunk).enumerate() {
-                let changed = conn.execute(
-                    "UPDATE spin_key_value SET value = ?1 WHERE store = 'blobs' AND key = ?2",
-                    rusqlite::params![piece, format!("{base}/c/{n}")],
-                )?;
-                ensure!(changed == 1, "chunk {n} of {base}");
-            }
-            Ok(())
-        }
     }
 }
 
@@ -78,7 +44,7 @@ async fn each_mode(bytes_backend: Bytes) -> Result<()> {
         ensure!(s == 201, "{f}");
         let mut flipped = bytes.clone();
         flipped[SIZE / 2] ^= 0xff;
-        tamper(&app, &bytes, &flipped)?;
+        app.tamper_stored(&bytes, &flipped)?;
 
         let r = app
             .req(
@@ -108,7 +74,7 @@ async fn each_mode(bytes_backend: Bytes) -> Result<()> {
 
         // A shorter object breaks the response in both modes.
         let before = corruption_events(&app, &pid).await?;
-        tamper(&app, &bytes, &bytes[..SIZE - 10])?;
+        app.tamper_stored(&bytes, &bytes[..SIZE - 10])?;
         let (s, got) = match app.download(&app.tokens.reader, &id(&f)).await {
             Ok(r) => r,
             Err(_) => (200, Vec::new()),

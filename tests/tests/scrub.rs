@@ -10,38 +10,6 @@ use artifact_store_tests::{
 };
 use serde_json::{Value, json};
 
-/// Replaces the stored bytes of `original` with `stored`, without the app.
-fn tamper(app: &TestApp, original: &[u8], stored: &[u8]) -> Result<()> {
-    let digest = sha256_hex(original);
-    match app.config.bytes {
-        Bytes::S3 => {
-            let env = s3_env()?.context("s3")?;
-            let key = content_key(app.s3_prefix.as_ref().unwrap(), &digest);
-            s3::put_object(&env, &key, stored)
-        }
-        Bytes::Kv => {
-            // The object's 1 MiB chunks, in order, wherever its meta says they are.
-            let conn = rusqlite::Connection::open(app.blobs_path())?;
-            let meta: Vec<u8> = conn.query_row(
-                "SELECT value FROM spin_key_value WHERE store = 'blobs' AND key = ?1",
-                [content_key("", &digest)],
-                |r| r.get(0),
-            )?;
-            let meta: Value = serde_json::from_slice(&meta)?;
-            let base = meta["chunks_at"].as_str().context("a promoted object")?;
-            let chunk = meta["chunk_size"].as_u64().context("chunk_size")? as usize;
-            for (n, piece) in stored.chunks(chunk).enumerate() {
-                let changed = conn.execute(
-                    "UPDATE spin_key_value SET value = ?1 WHERE store = 'blobs' AND key = ?2",
-                    rusqlite::params![piece, format!("{base}/c/{n}")],
-                )?;
-                ensure!(changed == 1, "chunk {n} of {base}");
-            }
-            Ok(())
-        }
-    }
-}
-
 /// Deletes the stored object of `original`, without the app.
 fn lose(app: &TestApp, original: &[u8]) -> Result<()> {
     let digest = sha256_hex(original);
@@ -129,7 +97,7 @@ pub async fn changed_and_missing_objects_are_found(cfg: Config) -> Result<()> {
 
     let mut flipped = changed.clone();
     flipped[2_100_000] ^= 0x01;
-    tamper(&app, &changed, &flipped)?;
+    app.tamper_stored(&changed, &flipped)?;
     lose(&app, &gone)?;
 
     let report = scrub_now(&app).await?;
@@ -212,7 +180,7 @@ pub async fn a_sweep_scrubs_too(cfg: Config) -> Result<()> {
     let file = upload(&app, &pid, "a.bin", &bytes).await?;
     let mut flipped = bytes.clone();
     flipped[10] ^= 0x80;
-    tamper(&app, &bytes, &flipped)?;
+    app.tamper_stored(&bytes, &flipped)?;
     app.sweep().await?;
     let status = scrub_status(&app).await?;
     ensure!(status["corrupt"] == 1, "{status}");
@@ -246,7 +214,7 @@ pub async fn a_budget_cut_check_resumes(cfg: Config) -> Result<()> {
 
     let mut flipped = bytes.clone();
     flipped[size - 5] ^= 0x01;
-    tamper(&app, &bytes, &flipped)?;
+    app.tamper_stored(&bytes, &flipped)?;
     let second = scrub_now(&app).await?;
     ensure!(
         second["corrupt"] == 1 && second["bytes_read"] == size as u64 - piece,
